@@ -1,0 +1,23 @@
+//! The engine's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong inside the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Operand shapes do not fit the operation.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// A layer or optimizer was configured with an invalid value.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A checkpoint file could not be read or does not match the model.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+    /// An I/O failure, with the file it concerned.
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// Result with [`EngineError`].
+pub type Result<T> = std::result::Result<T, EngineError>;

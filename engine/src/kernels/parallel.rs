@@ -1,0 +1,73 @@
+//! Elementwise loops: plain zips the compiler vectorizes, split over rayon when long.
+
+use rayon::prelude::*;
+
+/// Slices shorter than this run on the calling thread: spawning costs more than it saves.
+pub const PARALLEL_MIN_LEN: usize = 1 << 15;
+/// Elements per parallel task.
+const CHUNK: usize = 1 << 14;
+
+/// `out[i] = f(x[i])`.
+pub fn map(out: &mut [f32], x: &[f32], f: impl Fn(f32) -> f32 + Sync) {
+    assert_eq!(out.len(), x.len());
+    let body = |(o, x): (&mut [f32], &[f32])| {
+        for (o, &v) in o.iter_mut().zip(x) {
+            *o = f(v);
+        }
+    };
+    if out.len() < PARALLEL_MIN_LEN {
+        body((out, x));
+    } else {
+        out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(body);
+    }
+}
+
+/// `acc[i] += f(a[i], b[i])`: the shape of most backward passes.
+pub fn accumulate2(acc: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) {
+    assert!(acc.len() == a.len() && a.len() == b.len());
+    let body = |((o, a), b): ((&mut [f32], &[f32]), &[f32])| {
+        for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+            *o += f(a, b);
+        }
+    };
+    if acc.len() < PARALLEL_MIN_LEN {
+        body(((acc, a), b));
+    } else {
+        acc.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(b.par_chunks(CHUNK)).for_each(body);
+    }
+}
+
+/// `out[i] = f(a[i], b[i])`.
+pub fn map2(out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) {
+    assert!(out.len() == a.len() && a.len() == b.len());
+    let body = |((o, a), b): ((&mut [f32], &[f32]), &[f32])| {
+        for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+            *o = f(a, b);
+        }
+    };
+    if out.len() < PARALLEL_MIN_LEN {
+        body(((out, a), b));
+    } else {
+        out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(b.par_chunks(CHUNK)).for_each(body);
+    }
+}
+
+/// `acc[i] += alpha * x[i]`.
+pub fn axpy(acc: &mut [f32], alpha: f32, x: &[f32]) {
+    assert_eq!(acc.len(), x.len());
+    let body = |(o, x): (&mut [f32], &[f32])| {
+        for (o, &v) in o.iter_mut().zip(x) {
+            *o += alpha * v;
+        }
+    };
+    if acc.len() < PARALLEL_MIN_LEN {
+        body((acc, x));
+    } else {
+        acc.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(body);
+    }
+}
+
+/// Sum in f64, in fixed-size pieces added in order, so the result does not depend on threads.
+pub fn sum(x: &[f32]) -> f64 {
+    x.par_chunks(CHUNK).map(|c| c.iter().map(|&v| v as f64).sum::<f64>()).collect::<Vec<_>>().iter().sum()
+}

@@ -1,0 +1,157 @@
+//! Elementwise ops: relu, sigmoid, tanh, add, mul, scale, dropout. Forward and backward side by side.
+
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+use crate::autograd::{Graph, Grads, Op, Values, Var};
+use crate::error::{EngineError, Result};
+use crate::kernels::parallel::{accumulate2, axpy, map, map2};
+use crate::tensor::Tensor;
+
+/// Mixes several numbers into one well-spread seed (splitmix64 finalizer).
+pub fn mix_seed(parts: &[u64]) -> u64 {
+    let mut h = 0x9E37_79B9_7F4A_7C15u64;
+    for &p in parts {
+        h ^= p.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_add(h << 6).wrapping_add(h >> 2);
+        h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        h ^= h >> 31;
+    }
+    h
+}
+
+impl Graph<'_> {
+    fn unary(&mut self, x: Var, f: impl Fn(f32) -> f32 + Sync, op: Op) -> Var {
+        let mut y = Tensor::zeros(self.shape(x));
+        map(y.data_mut(), self.value(x).data(), f);
+        self.record(op, y, &[x])
+    }
+
+    /// max(x, 0).
+    pub fn relu(&mut self, x: Var) -> Var {
+        self.unary(x, |v| v.max(0.0), Op::Relu { x })
+    }
+
+    /// 1 / (1 + e^-x).
+    pub fn sigmoid(&mut self, x: Var) -> Var {
+        self.unary(x, |v| 1.0 / (1.0 + (-v).exp()), Op::Sigmoid { x })
+    }
+
+    /// tanh(x).
+    pub fn tanh(&mut self, x: Var) -> Var {
+        self.unary(x, f32::tanh, Op::Tanh { x })
+    }
+
+    /// factor * x.
+    pub fn scale(&mut self, x: Var, factor: f32) -> Var {
+        self.unary(x, |v| factor * v, Op::Scale { x, factor })
+    }
+
+    /// a + b, for equal shapes, or with b of shape [cols] added to every row of a [.., cols].
+    pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
+        let (sa, sb) = (self.shape(a).to_vec(), self.shape(b).to_vec());
+        let mut y = self.value(a).clone();
+        if sa == sb {
+            axpy(y.data_mut(), 1.0, self.value(b).data());
+        } else if sb.len() == 1 && sa.last() == Some(&sb[0]) {
+            let bias = self.value(b).data();
+            y.data_mut().chunks_mut(sb[0]).for_each(|row| row.iter_mut().zip(bias).for_each(|(v, &bv)| *v += bv));
+        } else {
+            return Err(EngineError::Shape(format!("add: shapes {sa:?} and {sb:?} differ (and {sb:?} is not a row bias)")));
+        }
+        Ok(self.record(Op::Add { a, b }, y, &[a, b]))
+    }
+
+    /// a * b elementwise, equal shapes.
+    pub fn mul(&mut self, a: Var, b: Var) -> Result<Var> {
+        if self.shape(a) != self.shape(b) {
+            return Err(EngineError::Shape(format!("mul: shapes {:?} and {:?} differ", self.shape(a), self.shape(b))));
+        }
+        let mut y = Tensor::zeros(self.shape(a));
+        map2(y.data_mut(), self.value(a).data(), self.value(b).data(), |u, v| u * v);
+        Ok(self.record(Op::Mul { a, b }, y, &[a, b]))
+    }
+
+    /// Inverted dropout: zeroes each value with probability `p` and scales the rest by
+    /// 1/(1-p); the identity in evaluation. The mask depends only on the graph's seed and
+    /// this op's position on the tape, not on the thread count.
+    pub fn dropout(&mut self, x: Var, p: f32) -> Result<Var> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(EngineError::Config(format!("dropout: probability must be in [0, 1), found {p}")));
+        }
+        if !self.is_training() || p == 0.0 {
+            return Ok(x);
+        }
+        const CHUNK: usize = 1 << 14;
+        let keep_scale = 1.0 / (1.0 - p);
+        let stream = mix_seed(&[self.seed(), self.nodes.len() as u64]);
+        let mut mask = vec![0.0f32; self.value(x).len()];
+        mask.par_chunks_mut(CHUNK).enumerate().for_each(|(i, m)| {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(mix_seed(&[stream, i as u64]));
+            m.iter_mut().for_each(|v| *v = if rng.gen::<f32>() < p { 0.0 } else { keep_scale });
+        });
+        let mut y = Tensor::zeros(self.shape(x));
+        map2(y.data_mut(), self.value(x).data(), &mask, |v, m| v * m);
+        Ok(self.record(Op::Dropout { x, mask }, y, &[x]))
+    }
+}
+
+/// dx += dy where x > 0.
+pub(crate) fn relu_backward(values: &Values, grads: &mut Grads, dy: &[f32], x: Var) {
+    if let Some(dx) = grads.slot(x) {
+        accumulate2(dx, dy, values.get(x).data(), |d, v| if v > 0.0 { d } else { 0.0 });
+    }
+}
+
+/// dx += dy * y (1 - y), with y the saved output.
+pub(crate) fn sigmoid_backward(grads: &mut Grads, dy: &[f32], x: Var, y: &Tensor) {
+    if let Some(dx) = grads.slot(x) {
+        accumulate2(dx, dy, y.data(), |d, s| d * s * (1.0 - s));
+    }
+}
+
+/// dx += dy * (1 - y^2), with y the saved output.
+pub(crate) fn tanh_backward(grads: &mut Grads, dy: &[f32], x: Var, y: &Tensor) {
+    if let Some(dx) = grads.slot(x) {
+        accumulate2(dx, dy, y.data(), |d, t| d * (1.0 - t * t));
+    }
+}
+
+/// dx += factor * dy.
+pub(crate) fn scale_backward(grads: &mut Grads, dy: &[f32], x: Var, factor: f32) {
+    if let Some(dx) = grads.slot(x) {
+        axpy(dx, factor, dy);
+    }
+}
+
+/// da += dy; db += dy (summed over rows when b was a broadcast bias).
+pub(crate) fn add_backward(values: &Values, grads: &mut Grads, dy: &[f32], a: Var, b: Var) {
+    if let Some(da) = grads.slot(a) {
+        axpy(da, 1.0, dy);
+    }
+    let cols = values.get(b).len();
+    if let Some(db) = grads.slot(b) {
+        if cols == dy.len() {
+            axpy(db, 1.0, dy);
+        } else {
+            dy.chunks(cols).for_each(|row| db.iter_mut().zip(row).for_each(|(g, &d)| *g += d));
+        }
+    }
+}
+
+/// da += dy * b; db += dy * a.
+pub(crate) fn mul_backward(values: &Values, grads: &mut Grads, dy: &[f32], a: Var, b: Var) {
+    if let Some(da) = grads.slot(a) {
+        accumulate2(da, dy, values.get(b).data(), |d, v| d * v);
+    }
+    if let Some(db) = grads.slot(b) {
+        accumulate2(db, dy, values.get(a).data(), |d, v| d * v);
+    }
+}
+
+/// dx += dy * mask.
+pub(crate) fn dropout_backward(grads: &mut Grads, dy: &[f32], x: Var, mask: &[f32]) {
+    if let Some(dx) = grads.slot(x) {
+        accumulate2(dx, dy, mask, |d, m| d * m);
+    }
+}

@@ -1,0 +1,68 @@
+//! The spherization op (Kim & Kim, NeurIPS 2022): pre-activations -> points on a sphere of
+//! radius r in one orthant, using only angles. The math lives in `kernels::spherize`;
+//! this file records it on the tape and routes its gradients.
+//!
+//! Non-finite inputs: a NaN or infinite pre-activation gives NaN coordinates in its row
+//! (and NaN gradients); nothing panics.
+
+use crate::autograd::{Graph, Grads, Op, Values, Var};
+use crate::error::{EngineError, Result};
+use crate::kernels::spherize::{self as kernel, SphereParams};
+use crate::tensor::Tensor;
+
+/// How the input is laid out: rows [B, n] or feature maps [N, C, H, W] (spherized along C).
+fn layout(shape: &[usize]) -> Option<(usize, usize, usize)> {
+    match *shape {
+        [b, n] => Some((b, n, 1)),
+        [b, c, h, w] => Some((b, c, h * w)),
+        _ => None,
+    }
+}
+
+impl Graph<'_> {
+    /// Spherizes `z` ([B, n] -> [B, n+1], or [N, C, H, W] -> [N, C+1, H, W] per pixel) with
+    /// scaling `alpha` and radius `radius` (scalar vars) and lower angle `phi_lower`.
+    pub fn spherize(&mut self, z: Var, alpha: Var, radius: Var, phi_lower: f64) -> Result<Var> {
+        let shape = self.shape(z).to_vec();
+        let (batch, n, hw) = layout(&shape).filter(|d| d.1 >= 1).ok_or_else(|| {
+            EngineError::Shape(format!("spherize: input {shape:?} must be [batch, n] or [N, C, H, W] with n, C >= 1"))
+        })?;
+        let p = SphereParams { alpha: self.value(alpha).item(), radius: self.value(radius).item(), phi_lower };
+        let mut out_shape = shape.clone();
+        out_shape[1] = n + 1;
+        let mut s = Tensor::zeros(&out_shape);
+        if shape.len() == 2 {
+            kernel::forward_rows(self.value(z).data(), n, p, s.data_mut());
+        } else {
+            kernel::forward_channels(self.value(z).data(), batch, n, hw, p, s.data_mut());
+        }
+        Ok(self.record(Op::Spherize { z, alpha, radius, phi_lower }, s, &[z, alpha, radius]))
+    }
+}
+
+/// Gradients for z, alpha and r; see `kernels::spherize` for the O(n) derivation.
+pub(crate) fn spherize_backward(values: &Values, grads: &mut Grads, dy: &[f32], z: Var, alpha: Var, radius: Var, phi_lower: f64) {
+    let zv = values.get(z);
+    let (batch, n, hw) = layout(zv.shape()).expect("checked in forward");
+    let p = SphereParams { alpha: values.get(alpha).item(), radius: values.get(radius).item(), phi_lower };
+    // The kernel always produces dz; give it a scratch buffer when z needs no gradient.
+    let mut scratch = Vec::new();
+    let dz = match grads.slot(z) {
+        Some(dz) => dz,
+        None => {
+            scratch.resize(zv.len(), 0.0);
+            &mut scratch[..]
+        }
+    };
+    let (d_alpha, d_radius) = if zv.shape().len() == 2 {
+        kernel::backward_rows(zv.data(), n, p, dy, dz)
+    } else {
+        kernel::backward_channels(zv.data(), batch, n, hw, p, dy, dz)
+    };
+    if let Some(g) = grads.slot(alpha) {
+        g[0] += d_alpha;
+    }
+    if let Some(g) = grads.slot(radius) {
+        g[0] += d_radius;
+    }
+}
