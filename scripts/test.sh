@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -x scripts/fetch-data.sh ]; then
-    scripts/fetch-data.sh mnist cifar10
+    scripts/fetch-data.sh mnist fashion-mnist cifar10
 fi
 cargo test --workspace --release

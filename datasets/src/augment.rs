@@ -93,7 +93,7 @@ impl Normalize {
 
 /// Converts u8 pixels to f32 in [0, 1].
 pub fn to_unit(img: &[u8]) -> Vec<f32> {
-    img.iter().map(|&p| p as f32 * (1.0 / 255.0)).collect()
+    img.iter().map(|&p| p as f32 / 255.0).collect()
 }
 
 /// Moves the content by (dy, dx) pixels, filling what comes in from outside with zeros.

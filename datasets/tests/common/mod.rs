@@ -62,18 +62,23 @@ pub fn bytes(n: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// The real data directory: `$SPH_DATA` (relative paths from the workspace root) or
-/// `<workspace>/data`. Panics with the fetch command if it is absent, because these tests
-/// must fail, not pass silently, on a machine without the data.
-pub fn real_data_dir(sub: &str) -> PathBuf {
+/// The real data directory: `$SPH_DATA` (relative paths from the workspace root, as in
+/// scripts/fetch-data.sh) or `<workspace>/data`.
+pub fn data_root() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = match std::env::var_os("SPH_DATA") {
+    match std::env::var_os("SPH_DATA") {
         Some(d) if !d.is_empty() => {
             let d = PathBuf::from(d);
             if d.is_absolute() { d } else { root.join(d) }
         }
         _ => root.join("data"),
-    };
+    }
+}
+
+/// [`data_root`] after checking that `sub` is in it. Panics with the fetch command if it is absent, because these tests
+/// must fail, not pass silently, on a machine without the data.
+pub fn real_data_dir(sub: &str) -> PathBuf {
+    let dir = data_root();
     let fetch_name = match sub {
         "mnist" => "mnist",
         "fashion-mnist" => "fashion-mnist",

@@ -28,19 +28,20 @@ impl Graph<'_> {
         y.data_mut().par_chunks_mut(oh * ow).zip(argmax.par_chunks_mut(oh * ow)).enumerate().for_each(|(p, (y_p, arg_p))| {
             let x_p = &xv[p * plane_in..(p + 1) * plane_in];
             for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut best = (oy * stride) * g.width + ox * stride;
-                    for ky in 0..kernel {
-                        let row = (oy * stride + ky) * g.width + ox * stride;
-                        for i in row..row + kernel {
-                            // NaN wins, so it propagates as in PyTorch.
-                            if x_p[i] > x_p[best] || x_p[i].is_nan() {
-                                best = i;
+                let (y_row, arg_row) = (&mut y_p[oy * ow..(oy + 1) * ow], &mut arg_p[oy * ow..(oy + 1) * ow]);
+                for ky in 0..kernel {
+                    let row_start = (oy * stride + ky) * g.width;
+                    let row = &x_p[row_start..row_start + g.width];
+                    for (ox, (yv, av)) in y_row.iter_mut().zip(arg_row.iter_mut()).enumerate() {
+                        let window = &row[ox * stride..ox * stride + kernel];
+                        for (kx, &v) in window.iter().enumerate() {
+                            // The first value seen wins ties; NaN always wins, so it propagates as in PyTorch.
+                            if (ky == 0 && kx == 0) || v > *yv || v.is_nan() {
+                                *yv = v;
+                                *av = (row_start + ox * stride + kx) as u32;
                             }
                         }
                     }
-                    y_p[oy * ow + ox] = x_p[best];
-                    arg_p[oy * ow + ox] = best as u32;
                 }
             }
         });
