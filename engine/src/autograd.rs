@@ -66,6 +66,8 @@ pub enum Op {
     SoftmaxCrossEntropy { logits: Var, labels: Vec<usize>, probs: Vec<f32> },
     /// The spherization map (rows [B, n] -> [B, n+1], or channels [N, C, H, W] -> [N, C+1, H, W]).
     Spherize { z: Var, alpha: Var, radius: Var, phi_lower: f64 },
+    /// Angle-based projection of rows [B, n] onto weight rows [m, n]; keeps the norms and cosines.
+    Angular { x: Var, w: Var, f: ops::angular::AngleFn, projection: ops::angular::Projection, x_norm: Vec<f32>, w_norm: Vec<f32>, cos: Vec<f32> },
 }
 
 /// One recorded value and the op that produced it.
@@ -255,6 +257,9 @@ impl<'p> Graph<'p> {
                 }
                 Op::Spherize { z, alpha, radius, phi_lower } => {
                     ops::spherize::spherize_backward(&values, &mut grads, dy, *z, *alpha, *radius, *phi_lower)
+                }
+                Op::Angular { x, w, f, projection, x_norm, w_norm, cos } => {
+                    ops::angular::angular_backward(&values, &mut grads, dy, *x, *w, *f, *projection, x_norm, w_norm, cos)
                 }
             }
         }

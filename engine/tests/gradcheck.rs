@@ -6,6 +6,7 @@
 //! ATOL + RTOL * |fd|, with h = 1e-2 (inputs are f32, the loss is summed in f64).
 
 use engine::kernels::spherize::lower_angle;
+use engine::ops::angular::{AngleFn, Projection};
 use engine::ops::norm::BatchNormIds;
 use engine::{Graph, Mode, ParamStore, Tensor, Var};
 use rand::{Rng, SeedableRng};
@@ -208,4 +209,19 @@ fn spherize_rows_and_channels_with_learnable_scaling_and_radius() {
         let (a, r) = (g.param(alpha), g.param(radius));
         g.spherize(v[0], a, r, phi_l3).unwrap()
     });
+}
+
+#[test]
+fn angular_projections_direct_and_indirect() {
+    // Random rows in [-1, 1]^5 keep every cosine well inside the clamp of acos.
+    let mut store = ParamStore::new();
+    let w = store.add("w", rand_t(&[4, 5], 1));
+    for f in [AngleFn::Linear, AngleFn::Cosine, AngleFn::Sigmoid] {
+        for projection in [Projection::Direct, Projection::Indirect] {
+            check(&format!("angular_{f:?}_{projection:?}"), store.clone(), vec![rand_t(&[3, 5], 2)], &move |g, v| {
+                let wv = g.param(w);
+                g.angular(v[0], wv, f, projection).unwrap()
+            });
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Ops, one file per family; in each, an op's forward (a `Graph` method that records it)
 //! sits next to its backward (called from the one `match` in `autograd`).
 
+pub mod angular;
 pub mod conv;
 pub mod elementwise;
 pub mod linalg;
