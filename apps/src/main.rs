@@ -1,1 +1,93 @@
-fn main() {}
+//! `sph`: train, evaluate and analyze the paper's networks on the CPU.
+//!
+//! Every error is printed as one line and exits with code 2.
+
+mod overlap;
+mod plot;
+mod recipe;
+mod train;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Spherization layer experiments on the CPU: train, evaluate, analyze.
+#[derive(Parser)]
+#[command(name = "sph", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a registry model on a data set, with progress, logs and checkpoints.
+    Train(Box<train::TrainArgs>),
+    /// Evaluate a checkpoint: loss, accuracy and confusion matrix on a test set.
+    Eval(train::EvalArgs),
+    /// List the registry: names, parameter counts, input shapes.
+    Models,
+    /// Get and look at data sets.
+    Data(DataArgs),
+}
+
+#[derive(Args)]
+struct DataArgs {
+    #[command(subcommand)]
+    command: DataCommand,
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Download a data set from its own site, check its md5s and unpack it.
+    Fetch {
+        /// mnist, fashion-mnist, cifar10 or cifar100.
+        name: String,
+        /// Target directory (default: $SPH_DATA or data/).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Write a grid of samples (class names listed in grid order) to a PNG.
+    Show {
+        /// Data set name.
+        name: String,
+        /// Which split to show.
+        #[arg(long, default_value = "train")]
+        split: String,
+        /// Number of samples.
+        #[arg(long, default_value_t = 64)]
+        count: usize,
+        /// Show the samples after the paper's training augmentation.
+        #[arg(long)]
+        augmented: bool,
+        /// Data directory (default: $SPH_DATA or data/).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Output PNG.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(args) => train::run_train(*args),
+        Command::Eval(args) => train::run_eval(args),
+        Command::Models => train::run_models(),
+        Command::Data(d) => match d.command {
+            DataCommand::Fetch { name, dir } => train::run_fetch(&name, dir),
+            DataCommand::Show { name, split, count, augmented, data, out } => train::run_show(&name, &split, count, augmented, data, &out),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the chain of causes joined, no backtrace.
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}

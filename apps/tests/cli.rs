@@ -1,0 +1,146 @@
+//! The `sph` command end to end, on the real MNIST files that the test command fetches
+//! (scripts/fetch-data.sh mnist). Small budgets, except the one-epoch accuracy check.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn sph(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sph")).args(args).env("SPH_DATA", data_dir()).output().expect("sph runs")
+}
+
+fn data_dir() -> PathBuf {
+    let dir = std::env::var_os("SPH_DATA").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../data"));
+    assert!(dir.join("mnist").is_dir(), "real MNIST missing under {}: run scripts/fetch-data.sh mnist first", dir.display());
+    dir
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sph-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Reads metrics.jsonl without the timing fields, which differ between runs.
+fn metrics_without_timing(dir: &Path) -> Vec<serde_json::Value> {
+    let body = std::fs::read_to_string(dir.join("metrics.jsonl")).expect("metrics.jsonl");
+    body.lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let obj = v.as_object_mut().unwrap();
+            obj.remove("seconds");
+            obj.remove("images_per_sec");
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn sph_lenet_reaches_96_percent_after_one_full_epoch() {
+    let out = scratch("one-epoch");
+    let o = sph(&["train", "--model", "sph_lenet", "--dataset", "mnist", "--epochs", "1", "--optimizer", "adam", "--lr", "1e-3", "--batch-size", "128", "--seed", "1", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let m = metrics_without_timing(&out);
+    let acc = m[0]["test_acc"].as_f64().unwrap();
+    assert!(acc >= 0.96, "test accuracy after one epoch {acc}");
+    // Everything a run promises is on disk.
+    for f in ["config.json", "metrics.jsonl", "last.safetensors", "best.safetensors", "curves.png"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let curves = image::open(out.join("curves.png")).unwrap();
+    assert_eq!((curves.width(), curves.height()), (1200, 480));
+    // The spherization layer's values are logged: scaling learned from 5, radius fixed at 5.
+    let sphere = &m[0]["sphere"][0];
+    assert_eq!(sphere[2].as_f64().unwrap(), 5.0);
+    assert_ne!(sphere[1].as_f64().unwrap(), 5.0);
+    // eval on the checkpoint gives the same accuracy.
+    let e = sph(&["eval", "--checkpoint", out.join("best.safetensors").to_str().unwrap()]);
+    assert!(e.status.success(), "{}", text(&e));
+    assert!(text(&e).contains(&format!("accuracy {:.2}%", 100.0 * acc)), "{}", text(&e));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn resume_after_two_epochs_equals_an_uninterrupted_run() {
+    let base = ["train", "--model", "sph_lenet", "--dataset", "mnist", "--train-limit", "1500", "--test-limit", "300", "--seed", "7", "--threads", "2"];
+    let whole = scratch("whole");
+    let o = sph(&[&base[..], &["--epochs", "4", "--out", whole.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    let part = scratch("part");
+    let o = sph(&[&base[..], &["--epochs", "2", "--out", part.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    let ckpt = part.join("last.safetensors");
+    let o = sph(&[&base[..], &["--epochs", "4", "--resume", ckpt.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    let (a, b) = (metrics_without_timing(&whole), metrics_without_timing(&part));
+    assert_eq!(a.len(), 4);
+    assert_eq!(a, b, "resumed run differs from the uninterrupted one");
+    let _ = std::fs::remove_dir_all(&whole);
+    let _ = std::fs::remove_dir_all(&part);
+}
+
+fn assert_one_line_error(o: &Output, needles: &[&str]) {
+    assert_eq!(o.status.code(), Some(2), "{}", text(o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    for n in needles {
+        assert!(err.contains(n), "'{n}' missing from: {err}");
+    }
+}
+
+#[test]
+fn bad_input_gives_one_line_and_exit_code_2() {
+    assert_one_line_error(&sph(&["train", "--model", "resnet", "--dataset", "mnist"]), &["unknown model 'resnet'", "sph_lenet", "vgg11_bn"]);
+    assert_one_line_error(&sph(&["train", "--model", "lenet", "--dataset", "imagenet"]), &["unknown data set 'imagenet'", "cifar10"]);
+    assert_one_line_error(&sph(&["train", "--model", "vgg11_bn", "--dataset", "mnist", "--epochs", "1"]), &["vgg11_bn", "3x32x32", "1x28x28"]);
+    let out = scratch("bad");
+    std::fs::create_dir_all(&out).unwrap();
+    let junk = out.join("junk.safetensors");
+    std::fs::write(&junk, b"not a checkpoint at all").unwrap();
+    assert_one_line_error(&sph(&["eval", "--checkpoint", junk.to_str().unwrap()]), &["junk.safetensors"]);
+    assert_one_line_error(&sph(&["train", "--model", "lenet", "--dataset", "mnist", "--resume", junk.to_str().unwrap()]), &["junk.safetensors"]);
+    // Missing data names the fetch command.
+    let o = Command::new(env!("CARGO_BIN_EXE_sph")).args(["train", "--model", "lenet", "--dataset", "mnist"]).env("SPH_DATA", out.join("nowhere")).output().unwrap();
+    assert_one_line_error(&o, &["fetch-data.sh mnist"]);
+    // An output folder that holds a run is never overwritten.
+    std::fs::write(out.join("metrics.jsonl"), "{}\n").unwrap();
+    assert_one_line_error(&sph(&["train", "--model", "lenet", "--dataset", "mnist", "--out", out.to_str().unwrap()]), &["already holds a run"]);
+    assert_eq!(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap(), "{}\n");
+    assert_one_line_error(&sph(&["train", "--model", "lenet", "--dataset", "mnist", "--schedule", "cosine"]), &["cosine"]);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_diverging_run_stops_naming_epoch_and_step() {
+    let out = scratch("nan");
+    let o = sph(&["train", "--model", "lenet", "--dataset", "mnist", "--train-limit", "2000", "--test-limit", "100", "--optimizer", "sgd", "--lr", "1e30", "--epochs", "1", "--out", out.to_str().unwrap()]);
+    assert_one_line_error(&o, &["epoch 1, step"]);
+    assert!(!out.join("last.safetensors").exists(), "a diverged state must not be saved");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn models_lists_the_registry_with_parameter_counts() {
+    let o = sph(&["models"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.lines().any(|l| l.starts_with("sph_lenet ") && l.contains("61707") && l.contains("1x28x28")), "{t}");
+    assert!(t.lines().any(|l| l.starts_with("vgg11_bn ") && l.contains("28149514")), "{t}");
+}
+
+#[test]
+fn data_show_writes_a_grid_and_lists_classes() {
+    let out = scratch("grid");
+    std::fs::create_dir_all(&out).unwrap();
+    let png = out.join("grid.png");
+    let o = sph(&["data", "show", "mnist", "--count", "16", "--out", png.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let img = image::open(&png).unwrap();
+    assert!(img.width() > 28 * 4 && img.height() > 28 * 4);
+    // MNIST's first four training labels are 5, 0, 4, 1.
+    assert!(text(&o).contains("5, 0, 4, 1"), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&out);
+}
