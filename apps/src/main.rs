@@ -2,6 +2,7 @@
 //!
 //! Every error is printed as one line and exits with code 2.
 
+mod analyze;
 mod overlap;
 mod plot;
 mod recipe;
@@ -30,6 +31,20 @@ enum Command {
     Models,
     /// Get and look at data sets.
     Data(DataArgs),
+    /// Analyses of the paper.
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(Args)]
+struct AnalyzeArgs {
+    #[command(subcommand)]
+    command: AnalyzeCommand,
+}
+
+#[derive(Subcommand)]
+enum AnalyzeCommand {
+    /// The dispersion analysis: overlapping angular representations and their errors (CIFAR-10).
+    Overlap(analyze::OverlapArgs),
 }
 
 #[derive(Args)]
@@ -76,6 +91,9 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run_train(*args),
         Command::Eval(args) => train::run_eval(args),
         Command::Models => train::run_models(),
+        Command::Analyze(a) => match a.command {
+            AnalyzeCommand::Overlap(args) => analyze::run_overlap(args),
+        },
         Command::Data(d) => match d.command {
             DataCommand::Fetch { name, dir } => train::run_fetch(&name, dir),
             DataCommand::Show { name, split, count, augmented, data, out } => train::run_show(&name, &split, count, augmented, data, &out),

@@ -204,7 +204,7 @@ fn parse_dataset(name: &str) -> Result<DatasetName> {
 }
 
 /// The model configuration a run's settings describe.
-fn model_config(s: &Settings, classes: usize) -> Result<ModelConfig> {
+pub fn model_config(s: &Settings, classes: usize) -> Result<ModelConfig> {
     let widths = match &s.width {
         None => None,
         Some(w) if w.len() == 4 && w.iter().all(|&v| v > 0) => Some([w[0], w[1], w[2], w[3]]),
@@ -360,7 +360,7 @@ fn save_checkpoint(path: &Path, model: &Model, opt: &dyn Optimizer, s: &Settings
     checkpoint::save(path, &tensors, &meta).map_err(|e| anyhow!("{e}"))
 }
 
-fn read_meta<T: for<'de> Deserialize<'de>>(path: &Path, ckpt: &Checkpoint, key: &str) -> Result<T> {
+pub fn read_meta<T: for<'de> Deserialize<'de>>(path: &Path, ckpt: &Checkpoint, key: &str) -> Result<T> {
     let text = ckpt.metadata.get(key).ok_or_else(|| anyhow!("{}: not a checkpoint written by `sph train` (metadata '{key}' missing)", path.display()))?;
     serde_json::from_str(text).map_err(|e| anyhow!("{}: metadata '{key}' unreadable: {e}", path.display()))
 }
@@ -396,7 +396,7 @@ fn draw_curves(path: &Path, history: &[EpochMetrics]) -> Result<()> {
 
 /// `sph train`.
 pub fn run_train(args: TrainArgs) -> Result<()> {
-    let threads = set_threads(args.threads)?;
+    set_threads(args.threads)?;
     let name = parse_dataset(&args.dataset)?;
     let dataset_name = name.as_str().to_string();
     if !models::names().contains(&args.model.as_str()) {
@@ -417,14 +417,51 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         bail!("--resume: the checkpoint is {} on {}, not {} on {}", s.model, s.dataset, args.model, dataset_name);
     }
     s.apply(&args.overrides());
+
+    let data_dir = args.data.clone().unwrap_or_else(datasets::default_data_dir);
+    let out = choose_out_dir(&args, &s)?;
+    // `None`: interrupted, and the run already said where it saved its state.
+    if let Some(run) = execute(s, &data_dir, &out, resumed, Verbosity::Full)? {
+        let last = run.history.last().ok_or_else(|| anyhow!("no epoch was run"))?;
+        let best = run.history.iter().map(|m| m.test_acc).fold(f64::NEG_INFINITY, f64::max);
+        println!(
+            "done: test accuracy {:.2}% (best {:.2}%); results in {} (metrics.jsonl, curves.png, last.safetensors, best.safetensors)",
+            100.0 * last.test_acc,
+            100.0 * best,
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// How much a run prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Settings, a progress bar (terminal) and one line per epoch.
+    Full,
+    /// One line per epoch.
+    Epochs,
+}
+
+/// What a finished run leaves in memory.
+pub struct RunOutput {
+    /// The trained model (last epoch).
+    pub model: Model,
+    /// Metrics of every epoch.
+    pub history: Vec<EpochMetrics>,
+}
+
+/// Trains with resolved settings `s`, writing config.json, metrics.jsonl, checkpoints and
+/// curves.png into `out`. Returns `None` when Ctrl-C interrupted the run (after saving).
+pub fn execute(s: Settings, data_dir: &Path, out: &Path, resumed: Option<(Checkpoint, PathBuf)>, verbosity: Verbosity) -> Result<Option<RunOutput>> {
+    let name = parse_dataset(&s.dataset)?;
+    let threads = rayon::current_num_threads();
     let schedule: Schedule = s.schedule.parse().map_err(|e| anyhow!("--schedule: {e}"))?;
     if s.batch_size == 0 || s.epochs == 0 {
         bail!("--batch-size and --epochs must be at least 1");
     }
-
-    let data_dir = args.data.clone().unwrap_or_else(datasets::default_data_dir);
-    let train_set = load_split(name, &data_dir, Split::Train, s.train_limit)?;
-    let test_set = load_split(name, &data_dir, Split::Test, s.test_limit)?;
+    let train_set = load_split(name, data_dir, Split::Train, s.train_limit)?;
+    let test_set = load_split(name, data_dir, Split::Test, s.test_limit)?;
     let mut model = models::build(&s.model, &model_config(&s, train_set.num_classes)?).map_err(|e| anyhow!("{e}"))?;
     let (train_aug, test_aug, norm) = input_pipeline(&model, &train_set, name, s.augment)?;
     let train_loader = Loader::new(&train_set, s.batch_size, true, s.seed, false, train_aug, Some(norm.clone())).map_err(|e| anyhow!("{e}"))?;
@@ -441,8 +478,7 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         progress = read_meta(path, ckpt, "progress")?;
         best_acc = ckpt.metadata.get("best_acc").and_then(|v| v.parse().ok()).unwrap_or(f64::NEG_INFINITY);
     }
-    let out = choose_out_dir(&args, &s)?;
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
 
     let config = serde_json::json!({
         "settings": &s,
@@ -452,12 +488,14 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         "test_images": test_set.len,
         "parameters": model.params().num_learnable(),
         "versions": { "spherize": env!("CARGO_PKG_VERSION"), "rustc_target": std::env::consts::ARCH },
-        "resumed_from": args.resume,
+        "resumed_from": resumed.as_ref().map(|r| r.1.clone()),
     });
     write_atomic(&out.join("config.json"), &serde_json::to_string_pretty(&config)?)?;
-    println!("sph train: {} on {} ({} train / {} test images), {} parameters, {threads} threads", s.model, s.dataset, train_set.len, test_set.len, model.params().num_learnable());
-    println!("settings: {}", serde_json::to_string(&s)?);
-    println!("output: {}", out.display());
+    if verbosity == Verbosity::Full {
+        println!("sph train: {} on {} ({} train / {} test images), {} parameters, {threads} threads", s.model, s.dataset, train_set.len, test_set.len, model.params().num_learnable());
+        println!("settings: {}", serde_json::to_string(&s)?);
+        println!("output: {}", out.display());
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -465,7 +503,7 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         // A second handler cannot be installed (e.g. in tests); then Ctrl-C just kills.
         let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
     }
-    let interactive = std::io::stdout().is_terminal();
+    let interactive = verbosity == Verbosity::Full && std::io::stdout().is_terminal();
     let last_path = out.join("last.safetensors");
     let steps_per_epoch = train_loader.num_batches();
 
@@ -526,7 +564,7 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         if interrupted {
             save_checkpoint(&last_path, &model, opt.as_ref(), &s, &history, &progress, best_acc)?;
             println!("interrupted at epoch {}, step {}: saved {}; continue with --resume {}", epoch + 1, progress.steps_done, last_path.display(), last_path.display());
-            return Ok(());
+            return Ok(None);
         }
         let train_seconds = progress.seconds;
         let eval = evaluate(&mut model, &test_loader)?;
@@ -567,14 +605,7 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         draw_curves(&out.join("curves.png"), &history)?;
         std::io::stdout().flush().ok();
     }
-    let last = history.last().ok_or_else(|| anyhow!("no epoch was run (the checkpoint had already finished {} epochs)", s.epochs))?;
-    println!(
-        "done: test accuracy {:.2}% (best {:.2}%); results in {} (metrics.jsonl, curves.png, last.safetensors, best.safetensors)",
-        100.0 * last.test_acc,
-        100.0 * best_acc,
-        out.display()
-    );
-    Ok(())
+    Ok(Some(RunOutput { model, history }))
 }
 
 /// `sph eval`.

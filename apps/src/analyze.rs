@@ -1,0 +1,284 @@
+//! `sph analyze overlap`: the paper's dispersion table. Trains (or loads) CNN-9 with each
+//! operator on CIFAR-10, keeps only the angles of the test representations that feed the
+//! last layer, and counts overlapping samples, the errors among them and label conflicts.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use datasets::{DatasetName, Loader, Split};
+use engine::checkpoint;
+use engine::{Graph, Mode, Tensor};
+use models::Model;
+use serde::Serialize;
+
+use crate::overlap::{self, OverlapCounts};
+use crate::recipe::{self, Settings};
+use crate::train::{self, EpochMetrics, Verbosity};
+
+/// Flags of `sph analyze overlap`.
+#[derive(Args, Debug)]
+pub struct OverlapArgs {
+    /// Operators to compare (base, sigmoid, linear, cosine, w_sigmoid, w_linear, w_cosine, spherization).
+    #[arg(long, value_delimiter = ',', default_value = "base,sigmoid,linear,cosine,w_sigmoid,w_linear,w_cosine,spherization")]
+    pub operators: Vec<String>,
+    /// Training epochs per model (the paper: 160; its learning-rate drops at 80 and 130 are scaled to this).
+    #[arg(long, default_value_t = 2)]
+    pub epochs: usize,
+    /// CNN-9 width multiplier (1 = the paper's 128/192/256 channels).
+    #[arg(long, default_value_t = 0.25)]
+    pub width_multiplier: f32,
+    /// Train on the first N CIFAR-10 training images only.
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Analyze the first N test images only (default: all 10,000).
+    #[arg(long)]
+    pub test_limit: Option<usize>,
+    /// Seeds; each operator is trained once per seed and the table shows mean +- std.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub seeds: Vec<u64>,
+    /// Overlap threshold in radians; the table also shows tau/10 and 10 tau.
+    #[arg(long, default_value_t = 1e-3)]
+    pub tau: f64,
+    /// Folder for the runs (reused: a finished run with the same settings is loaded, not retrained) and the tables.
+    #[arg(long, default_value = "runs/overlap")]
+    pub out: PathBuf,
+    /// Data directory (default: $SPH_DATA or data/).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+/// One operator of the paper's table.
+struct Operator {
+    key: &'static str,
+    model: &'static str,
+    role: &'static str,
+    label: &'static str,
+}
+
+const OPERATORS: [Operator; 8] = [
+    Operator { key: "base", model: "cnn9", role: "base", label: "Original Conv." },
+    Operator { key: "sigmoid", model: "cnn9_sigmoid_s", role: "direct", label: "Sigmoid" },
+    Operator { key: "linear", model: "cnn9_linear_s", role: "direct", label: "Linear" },
+    Operator { key: "cosine", model: "cnn9_cosine_s", role: "direct", label: "Cosine" },
+    Operator { key: "w_sigmoid", model: "cnn9_w_sigmoid_s", role: "indirect", label: "SW-Softmax" },
+    Operator { key: "w_linear", model: "cnn9_w_linear_s", role: "indirect", label: "LW-Softmax" },
+    Operator { key: "w_cosine", model: "cnn9_w_cosine_s", role: "indirect", label: "CW-Softmax" },
+    Operator { key: "spherization", model: "sph_cnn9_s", role: "proposed", label: "Spherization" },
+];
+
+/// One analyzed run: an operator and a seed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub operator: String,
+    pub model: String,
+    pub seed: u64,
+    pub train_acc: f64,
+    pub test_acc: f64,
+    pub test_samples: usize,
+    pub dims: usize,
+    /// Counts at tau/10, tau and 10 tau.
+    pub counts: Vec<Counts>,
+    pub search_seconds: f64,
+}
+
+/// Overlap counts at one threshold.
+#[derive(Clone, Debug, Serialize)]
+pub struct Counts {
+    pub tau: f64,
+    pub overlapped: usize,
+    pub errors: usize,
+    pub conflicts: usize,
+}
+
+impl From<OverlapCounts> for Counts {
+    fn from(c: OverlapCounts) -> Counts {
+        Counts { tau: c.tau, overlapped: c.overlapped, errors: c.errors, conflicts: c.conflicts }
+    }
+}
+
+/// The paper's schedule (x0.1 at epochs 80 and 130 of 160) scaled to `epochs`.
+fn scaled_schedule(epochs: usize) -> String {
+    let at = |e: usize| ((e * epochs) as f64 / 160.0).round().max(1.0) as usize;
+    format!("multistep:{},{}:0.1", at(80), at(130))
+}
+
+/// Loads a finished run with exactly these settings from `dir`, resumes an unfinished one,
+/// or trains a new one.
+fn train_or_load(s: &Settings, data_dir: &Path, dir: &Path) -> Result<(Model, Vec<EpochMetrics>)> {
+    let last = dir.join("last.safetensors");
+    if last.exists() {
+        let ckpt = checkpoint::load(&last).map_err(|e| anyhow!("{e}"))?;
+        let saved: Settings = train::read_meta(&last, &ckpt, "settings")?;
+        if &saved != s {
+            bail!("{} holds a run with other settings; pass another --out", dir.display());
+        }
+        let history: Vec<EpochMetrics> = train::read_meta(&last, &ckpt, "history")?;
+        if history.len() >= s.epochs {
+            println!("{}: loading the finished run in {}", s.model, dir.display());
+            let mut model = models::build(&s.model, &train::model_config(s, 10)?).map_err(|e| anyhow!("{e}"))?;
+            checkpoint::restore_store(&last, &ckpt, model.params_mut()).map_err(|e| anyhow!("{e}"))?;
+            return Ok((model, history));
+        }
+        println!("{}: resuming the run in {}", s.model, dir.display());
+        let run = train::execute(s.clone(), data_dir, dir, Some((ckpt, last)), Verbosity::Epochs)?.ok_or_else(|| anyhow!("interrupted"))?;
+        return Ok((run.model, run.history));
+    }
+    println!("{}: training {} epochs into {}", s.model, s.epochs, dir.display());
+    let run = train::execute(s.clone(), data_dir, dir, None, Verbosity::Epochs)?.ok_or_else(|| anyhow!("interrupted"))?;
+    Ok((run.model, run.history))
+}
+
+/// Test representations (the input of the last layer) [n, d], predictions and labels.
+fn representations(model: &mut Model, data_dir: &Path, limit: Option<usize>) -> Result<(Vec<f32>, usize, Vec<usize>, Vec<usize>)> {
+    let name = DatasetName::Cifar10;
+    let mut test = datasets::load(name, data_dir, Split::Test).map_err(|e| anyhow!("{e}"))?;
+    if let Some(n) = limit.filter(|&n| n < test.len) {
+        test = test.limit(n);
+    }
+    let loader = Loader::new(&test, 500, false, 0, false, Default::default(), Some(datasets::paper_normalize(name))).map_err(|e| anyhow!("{e}"))?;
+    let (mut reprs, mut preds, mut labels, mut dims) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    loader.for_each_prefetched(0, |batch| -> Result<()> {
+        let (net, params) = model.split_mut();
+        let mut g = Graph::new(params, Mode::Eval, 0);
+        let x = g.input(Tensor::from_vec(&batch.shape, batch.images)?);
+        let (repr, logits) = net.forward_with_representation(&mut g, x)?;
+        dims = g.shape(repr)[1];
+        reprs.extend_from_slice(g.value(repr).data());
+        preds.extend(g.value(logits).argmax_last());
+        labels.extend(batch.labels);
+        Ok(())
+    })?;
+    Ok((reprs, dims, preds, labels))
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, var.sqrt())
+}
+
+/// `sph analyze overlap`.
+pub fn run_overlap(args: OverlapArgs) -> Result<()> {
+    if !(args.tau > 0.0 && args.tau < std::f64::consts::PI / 10.0) {
+        bail!("--tau: expected a positive angle in radians below pi/10, found {}", args.tau);
+    }
+    if args.epochs == 0 || args.seeds.is_empty() {
+        bail!("--epochs and --seeds need at least one value");
+    }
+    let ops: Vec<&Operator> = args
+        .operators
+        .iter()
+        .map(|k| OPERATORS.iter().find(|o| o.key == k.as_str()).ok_or_else(|| anyhow!("unknown operator '{k}' (valid: {})", OPERATORS.map(|o| o.key).join(", "))))
+        .collect::<Result<_>>()?;
+    let data_dir = args.data.clone().unwrap_or_else(datasets::default_data_dir);
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let taus = [args.tau / 10.0, args.tau, args.tau * 10.0];
+    let mut rows = Vec::new();
+    for op in &ops {
+        for &seed in &args.seeds {
+            let mut s = recipe::paper(op.model, "cifar10");
+            s.epochs = args.epochs;
+            s.schedule = scaled_schedule(args.epochs);
+            s.width_multiplier = args.width_multiplier;
+            s.train_limit = args.train_limit;
+            s.seed = seed;
+            let (mut model, history) = train_or_load(&s, &data_dir, &args.out.join(format!("{}-s{seed}", op.key)))?;
+            let (reprs, dims, preds, labels) = representations(&mut model, &data_dir, args.test_limit)?;
+            let started = Instant::now();
+            let pairs = overlap::close_pairs(&reprs, dims, taus[2]);
+            let search_seconds = started.elapsed().as_secs_f64();
+            let correct = preds.iter().zip(&labels).filter(|(p, l)| p == l).count();
+            let row = Row {
+                operator: op.key.to_string(),
+                model: op.model.to_string(),
+                seed,
+                train_acc: history.last().map(|m| m.train_acc).unwrap_or(f64::NAN),
+                test_acc: correct as f64 / labels.len().max(1) as f64,
+                test_samples: labels.len(),
+                dims,
+                counts: taus.iter().map(|&t| overlap::count(&pairs, t, &labels, &preds).into()).collect(),
+                search_seconds,
+            };
+            println!(
+                "{} seed {seed}: test acc {:.2}%, #ovlp {} #err {} at tau {:e} ({} samples x {dims} dims searched in {:.2}s)",
+                op.key,
+                100.0 * row.test_acc,
+                row.counts[1].overlapped,
+                row.counts[1].errors,
+                args.tau,
+                labels.len(),
+                search_seconds
+            );
+            rows.push(row);
+        }
+    }
+    let table = render_table(&ops, &rows, &taus);
+    println!("\n{table}");
+    write_outputs(&args.out, &rows, &table)?;
+    println!("wrote {0}/overlap.csv, {0}/overlap.json and {0}/overlap.txt", args.out.display());
+    Ok(())
+}
+
+/// The paper's layout: one line per operator, mean +- std over seeds.
+fn render_table(ops: &[&Operator], rows: &[Row], taus: &[f64; 3]) -> String {
+    let mut t = format!(
+        "{:<9} {:<15} {:>7}  {:>15} {:>15}  {:>13} {:>13} {:>17} {:>11}   {:>13} {:>13}\n",
+        "Role", "Operator", "No-bias", "Train acc.", "Test acc.", "# err.", "# ovlp.", "(ratio)", "# conflict", format!("ovlp@{:e}", taus[0]), format!("ovlp@{:e}", taus[2])
+    );
+    for op in ops {
+        let mine: Vec<&Row> = rows.iter().filter(|r| r.operator == op.key).collect();
+        let stat = |f: &dyn Fn(&Row) -> f64| mean_std(&mine.iter().map(|r| f(r)).collect::<Vec<_>>());
+        let pm = |(m, s): (f64, f64), digits: usize| format!("{m:.digits$} ± {s:.digits$}");
+        let ratio = stat(&|r| if r.counts[1].overlapped == 0 { 0.0 } else { 100.0 * r.counts[1].errors as f64 / r.counts[1].overlapped as f64 });
+        // Every operator here is bias-free except the ordinary CNN.
+        let no_bias = if op.key == "base" { "" } else { "yes" };
+        t += &format!(
+            "{:<9} {:<15} {:>7}  {:>15} {:>15}  {:>13} {:>13} {:>17} {:>11}   {:>13} {:>13}\n",
+            op.role,
+            op.label,
+            no_bias,
+            pm(stat(&|r| 100.0 * r.train_acc), 2),
+            pm(stat(&|r| 100.0 * r.test_acc), 2),
+            pm(stat(&|r| r.counts[1].errors as f64), 0),
+            pm(stat(&|r| r.counts[1].overlapped as f64), 0),
+            format!("({}%)", pm(ratio, 2)),
+            pm(stat(&|r| r.counts[1].conflicts as f64), 0),
+            pm(stat(&|r| r.counts[0].overlapped as f64), 0),
+            pm(stat(&|r| r.counts[2].overlapped as f64), 0),
+        );
+    }
+    t
+}
+
+fn write_outputs(out: &Path, rows: &[Row], table: &str) -> Result<()> {
+    let mut csv = String::from("operator,model,seed,train_acc,test_acc,test_samples,dims,tau,overlapped,errors,conflicts,search_seconds\n");
+    for r in rows {
+        for c in &r.counts {
+            csv += &format!("{},{},{},{:.6},{:.6},{},{},{:e},{},{},{},{:.4}\n", r.operator, r.model, r.seed, r.train_acc, r.test_acc, r.test_samples, r.dims, c.tau, c.overlapped, c.errors, c.conflicts, r.search_seconds);
+        }
+    }
+    let write = |name: &str, text: &str| -> Result<()> {
+        let path = out.join(name);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+    };
+    write("overlap.csv", &csv)?;
+    write("overlap.json", &serde_json::to_string_pretty(rows)?)?;
+    write("overlap.txt", table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paper_schedule_scales_to_the_epochs_given() {
+        assert_eq!(scaled_schedule(160), "multistep:80,130:0.1");
+        assert_eq!(scaled_schedule(16), "multistep:8,13:0.1");
+        assert_eq!(scaled_schedule(2), "multistep:1,2:0.1");
+    }
+}
