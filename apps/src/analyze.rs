@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::overlap::{self, OverlapCounts};
 use crate::recipe::{self, Settings};
+use crate::report::mean_std;
 use crate::train::{self, EpochMetrics, Verbosity};
 
 /// Flags of `sph analyze overlap`.
@@ -151,13 +152,6 @@ fn representations(model: &mut Model, data_dir: &Path, limit: Option<usize>) -> 
         Ok(())
     })?;
     Ok((reprs, dims, preds, labels))
-}
-
-fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len().max(1) as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
-    (mean, var.sqrt())
 }
 
 /// `sph analyze overlap`.

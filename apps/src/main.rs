@@ -6,6 +6,7 @@ mod analyze;
 mod overlap;
 mod plot;
 mod recipe;
+mod report;
 mod train;
 
 use std::path::PathBuf;
@@ -33,6 +34,8 @@ enum Command {
     Data(DataArgs),
     /// Analyses of the paper.
     Analyze(AnalyzeArgs),
+    /// Summarize finished runs: accuracy mean +- std over seeds, time to a target, speed.
+    Report(report::ReportArgs),
 }
 
 #[derive(Args)]
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run_train(*args),
         Command::Eval(args) => train::run_eval(args),
         Command::Models => train::run_models(),
+        Command::Report(args) => report::run_report(args),
         Command::Analyze(a) => match a.command {
             AnalyzeCommand::Overlap(args) => analyze::run_overlap(args),
         },
