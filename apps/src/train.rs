@@ -491,18 +491,19 @@ pub fn execute(s: Settings, data_dir: &Path, out: &Path, resumed: Option<(Checkp
         "resumed_from": resumed.as_ref().map(|r| r.1.clone()),
     });
     write_atomic(&out.join("config.json"), &serde_json::to_string_pretty(&config)?)?;
-    if verbosity == Verbosity::Full {
-        println!("sph train: {} on {} ({} train / {} test images), {} parameters, {threads} threads", s.model, s.dataset, train_set.len, test_set.len, model.params().num_learnable());
-        println!("settings: {}", serde_json::to_string(&s)?);
-        println!("output: {}", out.display());
-    }
-
+    // Installed before the run announces itself, so a Ctrl-C after that is always caught.
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
         // A second handler cannot be installed (e.g. in tests); then Ctrl-C just kills.
         let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
     }
+    if verbosity == Verbosity::Full {
+        println!("sph train: {} on {} ({} train / {} test images), {} parameters, {threads} threads", s.model, s.dataset, train_set.len, test_set.len, model.params().num_learnable());
+        println!("settings: {}", serde_json::to_string(&s)?);
+        println!("output: {}", out.display());
+    }
+
     let interactive = verbosity == Verbosity::Full && std::io::stdout().is_terminal();
     let last_path = out.join("last.safetensors");
     let steps_per_epoch = train_loader.num_batches();
