@@ -530,6 +530,13 @@ struct VisRun {
     test_acc: f64,
     /// The spherization radius, for the spherized network.
     radius: Option<f64>,
+    /// How many coordinates are zero on every test image.
+    dead: usize,
+}
+
+/// The number of coordinates (columns of `dims`-wide rows) that are zero in every row.
+fn dead_units(reprs: &[f32], dims: usize) -> usize {
+    (0..dims).filter(|&d| reprs.chunks_exact(dims).all(|row| row[d] == 0.0)).count()
 }
 
 /// `sph figure sphere`.
@@ -560,7 +567,13 @@ pub fn run_sphere(args: SphereArgs) -> Result<()> {
         let test_acc = correct as f64 / labels.len().max(1) as f64;
         let radius = trained.sphere_values().first().map(|s| s.2 as f64);
         println!("{model}: test accuracy {:.2}% on {} images; representations of {dims} dimensions", 100.0 * test_acc, labels.len());
-        runs.push(VisRun { model, reprs, dims, labels, test_acc, radius });
+        let dead = dead_units(&reprs, dims);
+        if dead > 0 {
+            // A ReLU bottleneck of two or three units can die for good early in training; the
+            // picture then shows a collapsed cloud, and the reader should know why.
+            println!("warning: {model}: {dead} of {dims} feature units are zero on every test image (dead ReLUs); try another --seed or more --epochs");
+        }
+        runs.push(VisRun { model, reprs, dims, labels, test_acc, radius, dead });
     }
     for run in &runs {
         let expected = if run.model == "simple_cnn_2d" { 2 } else { 3 };
@@ -581,7 +594,11 @@ pub fn run_sphere(args: SphereArgs) -> Result<()> {
         draw_digit_legend(&legend)?;
         let lines: Vec<String> = runs
             .iter()
-            .map(|r| format!("{}: test accuracy {:.2}%{}", r.model, 100.0 * r.test_acc, r.radius.map_or(String::new(), |rad| format!(", on a sphere of radius {rad}"))))
+            .map(|r| {
+                let sphere = r.radius.map_or(String::new(), |rad| format!(", on a sphere of radius {rad}"));
+                let dead = if r.dead > 0 { format!(" ({} of {} units dead)", r.dead, r.dims) } else { String::new() };
+                format!("{}: test accuracy {:.2}%{sphere}{dead}", r.model, 100.0 * r.test_acc)
+            })
             .chain([
                 String::new(),
                 "(a) simple_cnn_2d: 2-D feature layer (ReLU)".to_string(),
@@ -1097,6 +1114,13 @@ mod tests {
         assert!(seg.iter().all(|p| (p.0 - 0.5).abs() < 1e-12));
         // y = 5 misses the box.
         assert!(clip_line(0.0, 1.0, -5.0, (0.0, 1.0), (0.0, 1.0)).is_none());
+    }
+
+    #[test]
+    fn dead_units_are_the_columns_that_are_zero_everywhere() {
+        let reprs = [0.0, 1.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0];
+        assert_eq!(dead_units(&reprs, 3), 2);
+        assert_eq!(dead_units(&[0.5, 0.0, 0.0, 0.5], 2), 0);
     }
 
     #[test]
