@@ -272,16 +272,21 @@ fn draw_toy_row(row: &Area, name: &str, run: &mut ToyRun, points: &[f32], labels
     let margin: Vec<f64> = logits.data().chunks_exact(2).map(|l| (l[1] - l[0]) as f64).collect();
     draw_regions(&mut chart, &nodes, &margin, n)?;
     let step = ((view_x.1 - view_x.0) / n as f64, (view_y.1 - view_y.0) / n as f64);
-    draw_contour(&mut chart, &zero_contour(&margin, n, n, (view_x.0, view_y.0), step))?;
+    let contour = zero_contour(&margin, n, n, (view_x.0, view_y.0), step);
+    draw_contour(&mut chart, &contour)?;
     draw_labelled_points(&mut chart, &xy, labels)?;
-    finish_legend(&mut chart, &xy, view_x, view_y)?;
+    // The legend avoids the points and the boundary (twenty points of it, as much as a line weighs below).
+    let every = contour.len().div_ceil(20).max(1);
+    let obstacles: Vec<(f64, f64)> = xy.iter().copied().chain(contour.iter().step_by(every).map(|s| s[0])).collect();
+    finish_legend(&mut chart, &obstacles, view_x, view_y)?;
 
     // Representation space: the vectors that feed the last layer, which classifies them
     // with argmax_k (w_k . h + b_k); its hyperplanes and boundary are straight lines.
     let (repr, _) = run.model.evaluate(&Tensor::from_vec(&[labels.len(), 2], points.to_vec())?)?;
     let hs: Vec<(f64, f64)> = repr.data().chunks_exact(2).map(|h| (h[0] as f64, h[1] as f64)).collect();
     let (view_x, view_y, axis) = match run.radius {
-        Some(r) => ((-1.3 * r, 1.3 * r), (-1.3 * r, 1.3 * r), "s"),
+        // Room below the circle for the legend, where no representation can lie.
+        Some(r) => ((-1.3 * r, 1.3 * r), (-2.1 * r, 1.3 * r), "s"),
         // Sigmoid outputs lie in the unit square.
         None => ((-0.15, 1.15), (-0.15, 1.15), "h"),
     };
@@ -303,8 +308,11 @@ fn draw_toy_row(row: &Area, name: &str, run: &mut ToyRun, points: &[f32], labels
             .label(format!("circle of radius r = {r}"))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.45).stroke_width(2)));
     }
+    // Every drawn line, so that the legend can keep clear of them.
+    let mut lines: Vec<[(f64, f64); 2]> = Vec::new();
     for (k, &color) in TOY_COLORS.iter().enumerate() {
         let seg = clip_line(w[k][0], w[k][1], b[k], view_x, view_y);
+        lines.extend(seg);
         let label = match (seg, run.radius) {
             (None, _) => format!("hyperplane w{k}: outside the view"),
             (Some(_), Some(_)) => format!("hyperplane w{k} . s = 0 (through 0)"),
@@ -318,6 +326,7 @@ fn draw_toy_row(row: &Area, name: &str, run: &mut ToyRun, points: &[f32], labels
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
     }
     let boundary = clip_line(w[1][0] - w[0][0], w[1][1] - w[0][1], b[1] - b[0], view_x, view_y);
+    lines.extend(boundary);
     let boundary_label = if boundary.is_some() { "decision boundary" } else { "decision boundary: outside the view" };
     chart
         .draw_series(boundary.map(|seg| PathElement::new(seg.to_vec(), BLACK.stroke_width(2))))
@@ -325,7 +334,8 @@ fn draw_toy_row(row: &Area, name: &str, run: &mut ToyRun, points: &[f32], labels
         .label(boundary_label)
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(2)));
     draw_labelled_points(&mut chart, &hs, labels)?;
-    finish_legend(&mut chart, &hs, view_x, view_y)?;
+    let obstacles: Vec<(f64, f64)> = hs.iter().copied().chain(lines.iter().flat_map(|s| samples(*s))).collect();
+    finish_legend(&mut chart, &obstacles, view_x, view_y)?;
     Ok(())
 }
 
@@ -372,7 +382,15 @@ fn draw_labelled_points(chart: &mut Chart, xy: &[(f64, f64)], labels: &[usize]) 
     Ok(())
 }
 
-/// Draws the legend in the corner with the fewest points.
+/// Twenty points evenly spaced along a segment, ends included.
+fn samples([a, b]: [(f64, f64); 2]) -> impl Iterator<Item = (f64, f64)> {
+    (0..20).map(move |i| {
+        let t = i as f64 / 19.0;
+        (a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1))
+    })
+}
+
+/// Draws the legend in the corner with the fewest of the given obstacle points.
 fn finish_legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, points: &[(f64, f64)], x: (f64, f64), y: (f64, f64)) -> Result<()> {
     chart
         .configure_series_labels()
