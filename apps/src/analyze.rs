@@ -106,8 +106,8 @@ fn scaled_schedule(epochs: usize) -> String {
 }
 
 /// Loads a finished run with exactly these settings from `dir`, resumes an unfinished one,
-/// or trains a new one.
-fn train_or_load(s: &Settings, data_dir: &Path, dir: &Path) -> Result<(Model, Vec<EpochMetrics>)> {
+/// or trains a new one (ten-class data sets only).
+pub fn train_or_load(s: &Settings, data_dir: &Path, dir: &Path) -> Result<(Model, Vec<EpochMetrics>)> {
     let last = dir.join("last.safetensors");
     if last.exists() {
         let ckpt = checkpoint::load(&last).map_err(|e| anyhow!("{e}"))?;
@@ -131,9 +131,9 @@ fn train_or_load(s: &Settings, data_dir: &Path, dir: &Path) -> Result<(Model, Ve
     Ok((run.model, run.history))
 }
 
-/// Test representations (the input of the last layer) [n, d], predictions and labels.
-fn representations(model: &mut Model, data_dir: &Path, limit: Option<usize>) -> Result<(Vec<f32>, usize, Vec<usize>, Vec<usize>)> {
-    let name = DatasetName::Cifar10;
+/// Test representations (the input of the last layer) [n, d], predictions and labels of
+/// the first `limit` test images of data set `name` (normalized, not augmented).
+pub fn representations(model: &mut Model, name: DatasetName, data_dir: &Path, limit: Option<usize>) -> Result<(Vec<f32>, usize, Vec<usize>, Vec<usize>)> {
     let mut test = datasets::load(name, data_dir, Split::Test).map_err(|e| anyhow!("{e}"))?;
     if let Some(n) = limit.filter(|&n| n < test.len) {
         test = test.limit(n);
@@ -180,7 +180,7 @@ pub fn run_overlap(args: OverlapArgs) -> Result<()> {
             s.train_limit = args.train_limit;
             s.seed = seed;
             let (mut model, history) = train_or_load(&s, &data_dir, &args.out.join(format!("{}-s{seed}", op.key)))?;
-            let (reprs, dims, preds, labels) = representations(&mut model, &data_dir, args.test_limit)?;
+            let (reprs, dims, preds, labels) = representations(&mut model, DatasetName::Cifar10, &data_dir, args.test_limit)?;
             let started = Instant::now();
             let pairs = overlap::close_pairs(&reprs, dims, taus[2]);
             let search_seconds = started.elapsed().as_secs_f64();

@@ -3,6 +3,7 @@
 //! Every error is printed as one line and exits with code 2.
 
 mod analyze;
+mod figures;
 mod overlap;
 mod plot;
 mod recipe;
@@ -36,6 +37,24 @@ enum Command {
     Analyze(AnalyzeArgs),
     /// Summarize finished runs: accuracy mean +- std over seeds, time to a target, speed.
     Report(report::ReportArgs),
+    /// The paper's figures, trained on a small budget and drawn as PNG.
+    Figure(FigureArgs),
+}
+
+#[derive(Args)]
+struct FigureArgs {
+    #[command(subcommand)]
+    command: FigureCommand,
+}
+
+#[derive(Subcommand)]
+enum FigureCommand {
+    /// Figure 3: the toy task's input and representation spaces, plain vs spherized (toy.png).
+    Toy(figures::ToyArgs),
+    /// Figure 5: 2-D and 3-D MNIST test representations, the spherized ones on a sphere (sphere.png).
+    Sphere(figures::SphereArgs),
+    /// Figure 4: mean absolute gradient per layer, VGG-11-BN vs spherized (gradflow.png, .csv, .json).
+    Gradflow(figures::GradflowArgs),
 }
 
 #[derive(Args)]
@@ -97,6 +116,11 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run_report(args),
         Command::Analyze(a) => match a.command {
             AnalyzeCommand::Overlap(args) => analyze::run_overlap(args),
+        },
+        Command::Figure(f) => match f.command {
+            FigureCommand::Toy(args) => figures::run_toy(args),
+            FigureCommand::Sphere(args) => figures::run_sphere(args),
+            FigureCommand::Gradflow(args) => figures::run_gradflow(args),
         },
         Command::Data(d) => match d.command {
             DataCommand::Fetch { name, dir } => train::run_fetch(&name, dir),

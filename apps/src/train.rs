@@ -199,7 +199,8 @@ fn set_threads(threads: Option<usize>) -> Result<usize> {
     Ok(rayon::current_num_threads())
 }
 
-fn parse_dataset(name: &str) -> Result<DatasetName> {
+/// A data set name from the command line, or an error listing the valid ones.
+pub fn parse_dataset(name: &str) -> Result<DatasetName> {
     name.parse::<DatasetName>().map_err(|_| anyhow!("unknown data set '{name}' (valid: {})", datasets::NAMES.join(", ")))
 }
 
@@ -219,7 +220,8 @@ pub fn model_config(s: &Settings, classes: usize) -> Result<ModelConfig> {
     })
 }
 
-fn build_optimizer(s: &Settings) -> Result<Box<dyn Optimizer>> {
+/// The optimizer the settings name, with their learning rate, momentum and weight decay.
+pub fn build_optimizer(s: &Settings) -> Result<Box<dyn Optimizer>> {
     Ok(match s.optimizer.as_str() {
         "sgd" => Box::new(Sgd::new(s.lr, s.momentum, s.weight_decay, s.nesterov)),
         "adam" => Box::new(Adam::new(s.lr, s.weight_decay)),
@@ -230,7 +232,7 @@ fn build_optimizer(s: &Settings) -> Result<Box<dyn Optimizer>> {
 
 /// Training and test loaders' augmentation: the model's input size decides a resize
 /// (F-MNIST 28 -> 32 for the one-channel VGG); the channels must match.
-fn input_pipeline(model: &Model, ds: &Dataset, name: DatasetName, augment: bool) -> Result<(Augment, Augment, Normalize)> {
+pub fn input_pipeline(model: &Model, ds: &Dataset, name: DatasetName, augment: bool) -> Result<(Augment, Augment, Normalize)> {
     let [c, h, w] = model.input_shape();
     if c != ds.channels || h != w || (h != ds.height && !(ds.height == 28 && h == 32)) {
         bail!(
@@ -249,7 +251,8 @@ fn input_pipeline(model: &Model, ds: &Dataset, name: DatasetName, augment: bool)
     Ok((train, test, datasets::paper_normalize(name)))
 }
 
-fn load_split(name: DatasetName, dir: &Path, split: Split, limit: Option<usize>) -> Result<Dataset> {
+/// One split of a data set, cut to its first `limit` images when a limit is given.
+pub fn load_split(name: DatasetName, dir: &Path, split: Split, limit: Option<usize>) -> Result<Dataset> {
     let ds = datasets::load(name, dir, split).map_err(|e| anyhow!("{e}"))?;
     Ok(match limit {
         Some(n) if n < ds.len => ds.limit(n),
@@ -260,18 +263,23 @@ fn load_split(name: DatasetName, dir: &Path, split: Split, limit: Option<usize>)
 /// One optimization step on a batch: forward, loss, backward, update.
 /// Returns (mean loss, number of correct predictions).
 pub fn train_step(model: &mut Model, x: Tensor, labels: &[usize], seed: u64, opt: &mut dyn Optimizer) -> Result<(f32, usize)> {
-    model.params_mut().zero_grads();
-    let (loss, correct) = {
-        let (net, params) = model.split_mut();
-        let mut g = Graph::new(params, Mode::Train, seed);
-        let xv = g.input(x);
-        let logits = net.forward(&mut g, xv)?;
-        let loss = g.softmax_cross_entropy(logits, labels)?;
-        g.backward(loss)?;
-        (g.value(loss).item(), count_correct(g.value(logits), labels))
-    };
+    let (loss, correct) = forward_backward(model, x, labels, seed)?;
     opt.step(model.params_mut());
     Ok((loss, correct))
+}
+
+/// The first half of [`train_step`]: fresh gradients of the batch's mean loss in the model's
+/// store, without the update (so that callers can read them, as `sph figure gradflow` does).
+/// Returns (mean loss, number of correct predictions).
+pub fn forward_backward(model: &mut Model, x: Tensor, labels: &[usize], seed: u64) -> Result<(f32, usize)> {
+    model.params_mut().zero_grads();
+    let (net, params) = model.split_mut();
+    let mut g = Graph::new(params, Mode::Train, seed);
+    let xv = g.input(x);
+    let logits = net.forward(&mut g, xv)?;
+    let loss = g.softmax_cross_entropy(logits, labels)?;
+    g.backward(loss)?;
+    Ok((g.value(loss).item(), count_correct(g.value(logits), labels)))
 }
 
 /// Forward pass in evaluation mode: (mean loss, predicted classes).
@@ -338,7 +346,8 @@ fn choose_out_dir(args: &TrainArgs, s: &Settings) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
+/// Writes `text` to `path` through a temporary file, so a reader never sees half a file.
+pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
