@@ -133,6 +133,17 @@ fn conv2d_stride2_pad1_and_stride1_pad0() {
 }
 
 #[test]
+fn conv2d_groups_images_per_gemm_with_a_ragged_last_group() {
+    // 10x10 outputs: 3 images per GEMM (>= 256 columns), so a batch of 4 ends on a group of 1.
+    let mut store = ParamStore::new();
+    let w = store.add("w", rand_t(&[2, 1, 3, 3], 1));
+    check("conv2d_grouped", store, vec![rand_t(&[4, 1, 10, 10], 2)], &move |g, v| {
+        let wv = g.param(w);
+        g.conv2d(v[0], wv, None, 1, 1).unwrap()
+    });
+}
+
+#[test]
 fn max_pool_kernel3_stride2_overlapping_and_kernel2() {
     check("max_pool_k3_s2", ParamStore::new(), vec![spaced_t(&[2, 2, 7, 7], 1)], &|g, v| g.max_pool2d(v[0], 3, 2).unwrap());
     check("max_pool_k2_s2", ParamStore::new(), vec![spaced_t(&[1, 2, 4, 6], 2)], &|g, v| g.max_pool2d(v[0], 2, 2).unwrap());

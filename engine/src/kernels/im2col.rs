@@ -45,7 +45,9 @@ impl Window {
 }
 
 /// Copies image `x` [C, H, W] into `col` [C*kh*kw, Ho*Wo] (zeros where the window overhangs).
-pub fn im2col(x: &[f32], g: &Window, col: &mut [f32]) {
+/// Row r of the column matrix starts at `col[r * ld]` (`ld >= Ho*Wo`), so several images can
+/// sit side by side in one wide matrix.
+pub fn im2col(x: &[f32], g: &Window, col: &mut [f32], ld: usize) {
     let (oh, ow) = (g.out_h(), g.out_w());
     let mut row = 0;
     for c in 0..g.channels {
@@ -54,7 +56,7 @@ pub fn im2col(x: &[f32], g: &Window, col: &mut [f32]) {
             let (y0, y1) = g.valid_range(ki, g.height, oh);
             for kj in 0..g.kernel_w {
                 let (x0, x1) = g.valid_range(kj, g.width, ow);
-                let dst = &mut col[row * oh * ow..(row + 1) * oh * ow];
+                let dst = &mut col[row * ld..row * ld + oh * ow];
                 dst.fill(0.0);
                 for oy in y0..y1 {
                     let iy = oy * g.stride + ki - g.padding;
@@ -75,8 +77,9 @@ pub fn im2col(x: &[f32], g: &Window, col: &mut [f32]) {
     }
 }
 
-/// Adds the column matrix `col` [C*kh*kw, Ho*Wo] back into image `dx` [C, H, W]: the adjoint of im2col.
-pub fn col2im_add(col: &[f32], g: &Window, dx: &mut [f32]) {
+/// Adds the column matrix `col` [C*kh*kw, Ho*Wo] (row stride `ld`) back into image `dx`
+/// [C, H, W]: the adjoint of im2col.
+pub fn col2im_add(col: &[f32], g: &Window, dx: &mut [f32], ld: usize) {
     let (oh, ow) = (g.out_h(), g.out_w());
     let mut row = 0;
     for c in 0..g.channels {
@@ -85,7 +88,7 @@ pub fn col2im_add(col: &[f32], g: &Window, dx: &mut [f32]) {
             let (y0, y1) = g.valid_range(ki, g.height, oh);
             for kj in 0..g.kernel_w {
                 let (x0, x1) = g.valid_range(kj, g.width, ow);
-                let src = &col[row * oh * ow..(row + 1) * oh * ow];
+                let src = &col[row * ld..row * ld + oh * ow];
                 for oy in y0..y1 {
                     let iy = oy * g.stride + ki - g.padding;
                     let dst = &mut plane[iy * g.width..(iy + 1) * g.width];
@@ -140,12 +143,12 @@ mod tests {
             let g = Window { channels: c, height: h, width: w, kernel_h: k, kernel_w: k, stride: s, padding: p };
             let x: Vec<f32> = (0..c * h * w).map(|i| i as f32 * 0.5 - 3.0).collect();
             let mut col = vec![7.0; g.col_rows() * g.col_cols()];
-            im2col(&x, &g, &mut col);
+            im2col(&x, &g, &mut col, g.col_cols());
             assert_eq!(col, naive(&x, &g), "{g:?}");
             // <im2col(x), y> == <x, col2im(y)> for any y.
             let y: Vec<f32> = (0..col.len()).map(|i| ((i * 31 % 17) as f32) - 8.0).collect();
             let mut back = vec![0.0; x.len()];
-            col2im_add(&y, &g, &mut back);
+            col2im_add(&y, &g, &mut back, g.col_cols());
             let lhs: f64 = col.iter().zip(&y).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
             let rhs: f64 = x.iter().zip(&back).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
             assert!((lhs - rhs).abs() < 1e-6 * lhs.abs().max(1.0), "{g:?}: {lhs} vs {rhs}");

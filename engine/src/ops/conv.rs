@@ -1,4 +1,8 @@
-//! conv2d by im2col + GEMM, parallel over the images of the batch: forward and backward.
+//! conv2d by im2col + GEMM, parallel over groups of images: forward and backward.
+//!
+//! Images are processed in groups whose column matrices sit side by side in one wide
+//! matrix [C*k*k, group*Ho*Wo], so that late layers with tiny feature maps (4x4, 2x2) still
+//! give the GEMM enough columns to run at speed.
 
 use rayon::prelude::*;
 
@@ -8,10 +12,40 @@ use crate::kernels::im2col::{col2im_add, im2col};
 use crate::kernels::{sgemm_serial, Trans, Window};
 use crate::tensor::Tensor;
 
-/// Images per backward task; a fixed size keeps weight-gradient sums in the same order
+/// Columns one GEMM should see at least: below this, images are grouped.
+const MIN_GEMM_COLS: usize = 256;
+
+/// Images per GEMM: enough for MIN_GEMM_COLS columns, never more than the batch.
+fn images_per_gemm(window: &Window, batch: usize) -> usize {
+    MIN_GEMM_COLS.div_ceil(window.col_cols()).clamp(1, batch.max(1))
+}
+
+/// Images per backward task: a multiple of the GEMM group, about an eighth of the batch.
+/// Fixed by the shapes alone, so weight-gradient partial sums are added in the same order
 /// whatever the thread count.
-fn backward_chunk(batch: usize) -> usize {
-    batch.div_ceil(8).max(1)
+fn backward_chunk(window: &Window, batch: usize) -> usize {
+    let group = images_per_gemm(window, batch);
+    batch.div_ceil(8).max(1).next_multiple_of(group)
+}
+
+/// Copies a group's GEMM output `wide` [Co, group*HoWo] into NCHW images `y` [group, Co, HoWo].
+fn scatter_group(wide: &[f32], y: &mut [f32], c_out: usize, cols: usize) {
+    let ld = wide.len() / c_out;
+    for (j, y_n) in y.chunks_mut(c_out * cols).enumerate() {
+        for (co, y_row) in y_n.chunks_mut(cols).enumerate() {
+            y_row.copy_from_slice(&wide[co * ld + j * cols..co * ld + (j + 1) * cols]);
+        }
+    }
+}
+
+/// The inverse of [`scatter_group`]: NCHW images `dy` [group, Co, HoWo] into `wide` [Co, group*HoWo].
+fn gather_group(dy: &[f32], wide: &mut [f32], c_out: usize, cols: usize) {
+    let ld = wide.len() / c_out;
+    for (j, dy_n) in dy.chunks(c_out * cols).enumerate() {
+        for (co, row) in dy_n.chunks(cols).enumerate() {
+            wide[co * ld + j * cols..co * ld + (j + 1) * cols].copy_from_slice(row);
+        }
+    }
 }
 
 impl Graph<'_> {
@@ -28,15 +62,22 @@ impl Graph<'_> {
         let window = Window { channels: xs[1], height: xs[2], width: xs[3], kernel_h: ws[2], kernel_w: ws[3], stride, padding };
         let (batch, c_out) = (xs[0], ws[0]);
         let (rows, cols) = (window.col_rows(), window.col_cols());
+        let group = images_per_gemm(&window, batch);
         let mut y = Tensor::zeros(&[batch, c_out, window.out_h(), window.out_w()]);
         let (xv, wv) = (self.value(x).data(), self.value(w).data());
         let in_size = window.channels * window.height * window.width;
-        y.data_mut().par_chunks_mut(c_out * cols).enumerate().for_each_init(
-            || vec![0.0f32; rows * cols],
-            |col, (n, y_n)| {
-                im2col(&xv[n * in_size..(n + 1) * in_size], &window, col);
-                // y_n [Co, HoWo] = W [Co, C*k*k] @ col [C*k*k, HoWo]
-                sgemm_serial(Trans::N, Trans::N, c_out, cols, rows, 1.0, wv, col, 0.0, y_n);
+        y.data_mut().par_chunks_mut(group * c_out * cols).enumerate().for_each_init(
+            || (vec![0.0f32; rows * group * cols], vec![0.0f32; c_out * group * cols]),
+            |(col, wide), (gi, y_g)| {
+                let images = y_g.len() / (c_out * cols);
+                let ld = images * cols;
+                for j in 0..images {
+                    let n = gi * group + j;
+                    im2col(&xv[n * in_size..(n + 1) * in_size], &window, &mut col[j * cols..], ld);
+                }
+                // wide [Co, images*HoWo] = W [Co, C*k*k] @ col [C*k*k, images*HoWo]
+                sgemm_serial(Trans::N, Trans::N, c_out, ld, rows, 1.0, wv, &col[..rows * ld], 0.0, &mut wide[..c_out * ld]);
+                scatter_group(&wide[..c_out * ld], y_g, c_out, cols);
             },
         );
         if let Some(b) = b {
@@ -54,7 +95,8 @@ impl Graph<'_> {
     }
 }
 
-/// Per image n: col_n = im2col(x_n);  dW += dy_n @ col_n^T;  dx_n += col2im(W^T @ dy_n);  db += sums of dy_n.
+/// Per group of images (columns side by side): col = im2col(x_group); dy_wide = dy_group as
+/// [Co, group*HoWo];  dW += dy_wide @ col^T;  dx_group += col2im(W^T @ dy_wide);  db += sums of dy.
 pub(crate) fn conv2d_backward(values: &Values, grads: &mut Grads, dy: &[f32], x: Var, w: Var, b: Option<Var>, window: &Window) {
     let (xv, wv) = (values.get(x), values.get(w));
     let batch = xv.shape()[0];
@@ -62,7 +104,8 @@ pub(crate) fn conv2d_backward(values: &Values, grads: &mut Grads, dy: &[f32], x:
     let (rows, cols) = (window.col_rows(), window.col_cols());
     let in_size = xv.len() / batch.max(1);
     let out_size = c_out * cols;
-    let chunk = backward_chunk(batch);
+    let group = images_per_gemm(window, batch);
+    let chunk = backward_chunk(window, batch);
 
     if let Some(db) = b.and_then(|b| grads.slot(b)) {
         for dy_n in dy.chunks(out_size) {
@@ -74,23 +117,31 @@ pub(crate) fn conv2d_backward(values: &Values, grads: &mut Grads, dy: &[f32], x:
     let want_dw = grads.slot(w).is_some();
     // Each chunk of images returns its partial dW; partials are added in chunk order.
     let work = |(ci, dx_chunk): (usize, Option<&mut [f32]>)| -> Vec<f32> {
-        let mut col = vec![0.0f32; rows * cols];
+        let mut col = vec![0.0f32; rows * group * cols];
+        let mut dy_wide = vec![0.0f32; c_out * group * cols];
         let mut dw_part = if want_dw { vec![0.0f32; c_out * rows] } else { Vec::new() };
         let first = ci * chunk;
         let last = (first + chunk).min(batch);
         let mut dx_chunk = dx_chunk;
-        for n in first..last {
-            let dy_n = &dy[n * out_size..(n + 1) * out_size];
+        for start in (first..last).step_by(group) {
+            let images = group.min(last - start);
+            let ld = images * cols;
+            gather_group(&dy[start * out_size..(start + images) * out_size], &mut dy_wide[..c_out * ld], c_out, cols);
             if want_dw {
-                im2col(&xv.data()[n * in_size..(n + 1) * in_size], window, &mut col);
-                // dW [Co, C*k*k] += dy_n [Co, HoWo] @ col^T [HoWo, C*k*k]
-                sgemm_serial(Trans::N, Trans::T, c_out, rows, cols, 1.0, dy_n, &col, 1.0, &mut dw_part);
+                for j in 0..images {
+                    let n = start + j;
+                    im2col(&xv.data()[n * in_size..(n + 1) * in_size], window, &mut col[j * cols..], ld);
+                }
+                // dW [Co, C*k*k] += dy_wide [Co, images*HoWo] @ col^T [images*HoWo, C*k*k]
+                sgemm_serial(Trans::N, Trans::T, c_out, rows, ld, 1.0, &dy_wide[..c_out * ld], &col[..rows * ld], 1.0, &mut dw_part);
             }
             if let Some(dx) = dx_chunk.as_deref_mut() {
-                // dcol [C*k*k, HoWo] = W^T @ dy_n, then scattered back onto the image.
-                sgemm_serial(Trans::T, Trans::N, rows, cols, c_out, 1.0, wv.data(), dy_n, 0.0, &mut col);
-                let local = n - first;
-                col2im_add(&col, window, &mut dx[local * in_size..(local + 1) * in_size]);
+                // dcol [C*k*k, images*HoWo] = W^T @ dy_wide, then scattered back onto each image.
+                sgemm_serial(Trans::T, Trans::N, rows, ld, c_out, 1.0, wv.data(), &dy_wide[..c_out * ld], 0.0, &mut col[..rows * ld]);
+                for j in 0..images {
+                    let local = start + j - first;
+                    col2im_add(&col[j * cols..], window, &mut dx[local * in_size..(local + 1) * in_size], ld);
+                }
             }
         }
         dw_part
