@@ -1,93 +1,731 @@
-//! Spherization map (temporary scalar version; replaced by the vectorized kernel).
+//! The spherization layer's numerical kernel (Kim & Kim, "Spherization Layer:
+//! Representation Using Only Angles", NeurIPS 2022), forward and backward, in O(n) per vector.
+//!
+//! A vector `z` in R^n becomes a point `s` in R^(n+1) on the sphere of radius `r`:
+//!
+//! ```text
+//! phi_i = (pi/2 - phi_L) * sigmoid(alpha z_i) + phi_L          (angles in [phi_L, pi/2])
+//! P_1 = r,  P_{k+1} = P_k sin(phi_k)                           (running product of sines)
+//! s_k = P_k cos(phi_k)  for k <= n,   s_{n+1} = P_{n+1}
+//! ```
+//!
+//! so `|s| = r` exactly and every `s_k >= 0`. The official code evaluates this with
+//! logarithms and two (n+1) x (n+1) matrix products; the running product is exact and O(n).
+//!
+//! # How it is fast
+//! * **Lanes.** The running product is a chain along `k`, so one vector alone cannot use SIMD.
+//!   We process [`LANES`] vectors side by side: a *tile* is stored as `[n][LANES]`, and every
+//!   step of the chain is one SIMD operation across the lanes. The row form `[rows, n]` is
+//!   transposed into tiles (and back); the channel form `[batch, n, hw]` already has its lanes
+//!   contiguous along `hw` and is copied. Both forms share one core routine per direction;
+//!   the row form is simply the channel form with `hw = 1`.
+//! * **No libm in the inner loop.** `sin`, `cos` and `exp` are branch-free f32 polynomials
+//!   (about 1 ulp; libm would cost 10-20 ns a call). The angles lie in `[0, pi/2]`, so
+//!   sin/cos need no range reduction: each lane evaluates them on whichever of `phi` and
+//!   `pi/2 - phi` is at most `pi/4`, which keeps both `sin(phi)` and `cos(phi)` *relatively*
+//!   accurate at both ends (`phi` near `phi_L` ~ 1e-6 for n = 1, `phi` near `pi/2` for
+//!   saturated inputs). For n >= 40 (delta = 1e-6) every angle is above `pi/4` and a cheaper
+//!   specialization runs (see [`angle`]).
+//! * **An exact running product.** Near `pi/2` the product is carried in two parts so that
+//!   `|s|` stays `r` to ~1e-7 relative however long it is (see [`Angle`]).
+//! * **Threads.** Above [`PAR_MIN_ELEMS`] inputs, fixed groups (whole images, at least one
+//!   tile's worth: 16 rows in the row form) are spread over the rayon pool and the calling
+//!   thread. The parameter gradients are summed
+//!   per group (f32 within blocks of 64 coordinates, f64 above) and the group partials are
+//!   added in group order, so they are bit-identical for any number of threads.
+//!
+//! # Accuracy (f32 in and out)
+//! `|s| = r` within ~1e-7 r for any n, every `s_k >= 0`, and `s_{n+1} >= r delta (1 - 1e-5)`
+//! unless phi_L is capped (then the bound does not hold even in exact arithmetic). Against the
+//! float64 golden vectors the outputs agree to ~2e-7 r and the gradients to ~1e-6 relative.
+//!
+//! # Non-finite inputs
+//! A NaN or ±inf in `z_j` makes `s_j ..= s_{n+1}` of that vector NaN (they are the coordinates
+//! that depend on `z_j`), and the gradients that depend on it NaN; nothing panics. (±inf is
+//! treated as an error, like NaN, rather than silently saturating the sigmoid.) NaN `alpha`
+//! or `radius` give NaN everywhere. Only slice lengths that disagree with the shapes panic.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::f64::consts::FRAC_PI_2;
+
+/// Number of vectors processed side by side (16 f32 = one AVX-512 register, two AVX2 ones).
+pub const LANES: usize = 16;
+
+/// Inputs (`rows * n` or `batch * n * hw`) at or above which work is spread over rayon threads.
+pub const PAR_MIN_ELEMS: usize = 16_384;
+
+/// Pixels (lanes) at least per parallel work item: one tile, so that small `hw` (1 for the
+/// row form) groups several images, while larger images are one group each.
+const GROUP_LANES: usize = LANES;
+
+/// `|alpha z| / ln 2` is clamped here before computing `2^-|alpha z / ln 2| = e^-|alpha z|`:
+/// 2^-115 is still a normal f32, and the sigmoid is exactly 0 or 1 in f32 long before that,
+/// so the clamp changes no output (only a slope sig (1 - sig) below 2.5e-35 becomes 2.5e-35).
+const W_MAX: f32 = 115.0;
+
+/// One SIMD vector's worth of lanes: coordinate `k` of `LANES` different vectors.
+type Lane = [f32; LANES];
 
 /// Lower angle bound phi_L = asin(delta^(1/n)), capped at (pi/2)(1 - 0.01); computed in f64.
 pub fn lower_angle(n: usize, delta: f64) -> f64 {
-    delta.powf(1.0 / n as f64).asin().min(std::f64::consts::FRAC_PI_2 * (1.0 - 0.01))
+    let cap = FRAC_PI_2 * (1.0 - 0.01);
+    let phi = delta.powf(1.0 / n as f64).asin();
+    // Written as a comparison (not `f64::min`) so that a NaN delta stays NaN.
+    if phi > cap {
+        cap
+    } else {
+        phi
+    }
 }
 
-/// Scaling, radius and lower angle of one spherization.
+/// The layer's parameters: scaling `alpha`, radius `r` (> 0) and the lower angle bound phi_L.
 #[derive(Clone, Copy, Debug)]
 pub struct SphereParams {
+    /// Pre-activation scale alpha ("scaling").
     pub alpha: f32,
+    /// Sphere radius r.
     pub radius: f32,
+    /// Lower angle bound phi_L, usually from [`lower_angle`].
     pub phi_lower: f64,
 }
 
-fn angles(z: &[f32], p: SphereParams) -> Vec<(f64, f64)> {
-    let span = std::f64::consts::FRAC_PI_2 - p.phi_lower;
-    z.iter()
-        .map(|&v| {
-            let sig = 1.0 / (1.0 + (-(p.alpha as f64) * v as f64).exp());
-            (span * sig + p.phi_lower, sig)
-        })
-        .collect()
-}
-
-/// z: [rows, n] -> out: [rows, n+1].
+/// z: [rows, n] row-major -> out: [rows, n+1]
 pub fn forward_rows(z: &[f32], n: usize, p: SphereParams, out: &mut [f32]) {
-    for (zr, o) in z.chunks(n).zip(out.chunks_mut(n + 1)) {
-        let mut prod = p.radius as f64;
-        for (k, (phi, _)) in angles(zr, p).into_iter().enumerate() {
-            o[k] = (prod * phi.cos()) as f32;
-            prod *= phi.sin();
+    assert_eq!(z.len() % n.max(1), 0, "forward_rows: z.len() is not a multiple of n");
+    // n = 0: each output row is the single coordinate r, so the rows are counted in `out`.
+    let rows = z.len().checked_div(n).unwrap_or(out.len());
+    forward_channels(z, rows, n, 1, p, out);
+}
+
+/// grad_out: [rows, n+1]; ADDS dL/dz into grad_z ([rows, n]); returns (dL/dalpha, dL/dradius) summed over rows.
+pub fn backward_rows(
+    z: &[f32],
+    n: usize,
+    p: SphereParams,
+    grad_out: &[f32],
+    grad_z: &mut [f32],
+) -> (f32, f32) {
+    assert_eq!(grad_out.len() % (n + 1), 0, "backward_rows: grad_out.len() is not a multiple of n+1");
+    let rows = grad_out.len() / (n + 1);
+    backward_channels(z, rows, n, 1, p, grad_out, grad_z)
+}
+
+/// Channel-wise form for feature maps: z [batch, n, hw] (NCHW with n = C) -> out [batch, n+1, hw]: each pixel's channel vector spherized.
+pub fn forward_channels(
+    z: &[f32],
+    batch: usize,
+    n: usize,
+    hw: usize,
+    p: SphereParams,
+    out: &mut [f32],
+) {
+    assert_eq!(z.len(), batch * n * hw, "forward: z must hold batch * n * hw values");
+    assert_eq!(out.len(), batch * (n + 1) * hw, "forward: out must hold batch * (n+1) * hw values");
+    if out.is_empty() {
+        return;
+    }
+    if n == 0 {
+        // No angles: every vector is the single coordinate s_1 = P_1 = r.
+        out.fill(p.radius);
+        return;
+    }
+    let c = Consts::new(p);
+    // A group = a fixed number of whole images, so each work item owns contiguous slices.
+    let g = images_per_group(hw);
+    let (z_len, out_len) = (g * n * hw, g * (n + 1) * hw);
+    let groups: Vec<_> = z.chunks(z_len).zip(out.chunks_mut(out_len)).collect();
+    map_groups(groups, z.len() >= PAR_MIN_ELEMS, |(zg, og)| forward_group(zg, og, n, hw, &c));
+}
+
+/// Backward of [`forward_channels`]: ADDS dL/dz into grad_z ([batch, n, hw]); returns (dL/dalpha, dL/dradius) summed over all pixels.
+pub fn backward_channels(
+    z: &[f32],
+    batch: usize,
+    n: usize,
+    hw: usize,
+    p: SphereParams,
+    grad_out: &[f32],
+    grad_z: &mut [f32],
+) -> (f32, f32) {
+    assert_eq!(z.len(), batch * n * hw, "backward: z must hold batch * n * hw values");
+    assert_eq!(grad_z.len(), z.len(), "backward: grad_z must have the shape of z");
+    assert_eq!(grad_out.len(), batch * (n + 1) * hw, "backward: grad_out must hold batch * (n+1) * hw values");
+    if grad_out.is_empty() {
+        return (0.0, 0.0);
+    }
+    if n == 0 {
+        // s_1 = r, so dL/dr = sum of the upstream gradient; there is no angle, so no dL/dalpha.
+        let dr: f64 = grad_out.iter().map(|&g| g as f64).sum();
+        return (0.0, dr as f32);
+    }
+    let c = Consts::new(p);
+    let g = images_per_group(hw);
+    let (z_len, out_len) = (g * n * hw, g * (n + 1) * hw);
+    let groups: Vec<_> = z.chunks(z_len).zip(grad_out.chunks(out_len)).zip(grad_z.chunks_mut(z_len)).collect();
+    // One partial per group, in group order whatever the thread count: the final sums below
+    // are therefore bit-identical for 1 or many threads.
+    let partials = map_groups(groups, z.len() >= PAR_MIN_ELEMS, |((zg, gg), dg)| {
+        backward_group(zg, gg, dg, n, hw, &c)
+    });
+    let (mut d_alpha, mut d_radius) = (0.0f64, 0.0f64);
+    for (a, r) in partials {
+        d_alpha += a;
+        d_radius += r;
+    }
+    (d_alpha as f32, d_radius as f32)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalar building blocks. Each is branch-free (comparisons become SIMD selects), so the lane
+// loops that call them auto-vectorize.
+// ---------------------------------------------------------------------------------------------
+
+/// Per-call constants, converted to f32 once (`span` is computed in f64 first).
+#[derive(Clone, Copy)]
+struct Consts {
+    /// alpha / ln 2: the sigmoid is evaluated with powers of 2.
+    alpha_log2e: f32,
+    /// alpha * span = dphi/dz / (sig (1 - sig)).
+    alpha_span: f32,
+    radius: f32,
+    /// pi/2 - phi_L: the width of the angle interval.
+    span: f32,
+    phi_lower: f32,
+    /// phi_L < pi/4: angles may lie on both sides of pi/4 (see [`angle`]).
+    mixed: bool,
+}
+
+impl Consts {
+    fn new(p: SphereParams) -> Self {
+        let span = FRAC_PI_2 - p.phi_lower;
+        Consts {
+            alpha_log2e: (p.alpha as f64 * std::f64::consts::LOG2_E) as f32,
+            alpha_span: (p.alpha as f64 * span) as f32,
+            radius: p.radius,
+            span: span as f32,
+            phi_lower: p.phi_lower as f32,
+            mixed: p.phi_lower < std::f64::consts::FRAC_PI_4 || p.phi_lower.is_nan(),
         }
-        o[n] = prod as f32;
     }
 }
 
-/// Adds dL/dz into grad_z; returns (dL/dalpha, dL/dradius).
-pub fn backward_rows(z: &[f32], n: usize, p: SphereParams, grad_out: &[f32], grad_z: &mut [f32]) -> (f32, f32) {
-    let span = std::f64::consts::FRAC_PI_2 - p.phi_lower;
-    let (mut da, mut dr) = (0.0f64, 0.0f64);
-    for ((zr, g), dz) in z.chunks(n).zip(grad_out.chunks(n + 1)).zip(grad_z.chunks_mut(n)) {
-        let a = angles(zr, p);
-        let mut prefix = vec![p.radius as f64; n + 1];
-        for k in 0..n {
-            prefix[k + 1] = prefix[k] * a[k].0.sin();
-        }
-        let mut u = g[n] as f64;
-        dr += g[n] as f64 * prefix[n] / p.radius as f64;
-        for j in (0..n).rev() {
-            let (phi, sig) = a[j];
-            let dphi = prefix[j] * (phi.cos() * u - g[j] as f64 * phi.sin());
-            dr += g[j] as f64 * prefix[j] * phi.cos() / p.radius as f64;
-            u = g[j] as f64 * phi.cos() + phi.sin() * u;
-            let dsig = span * sig * (1.0 - sig);
-            dz[j] += (dphi * dsig * p.alpha as f64) as f32;
-            da += dphi * dsig * zr[j] as f64;
-        }
+/// a * b + c, fused (one rounding) where the CPU has FMA; `mul_add` without hardware FMA
+/// would be a slow libm call, so fall back to the plain expression there.
+#[inline(always)]
+fn fma(a: f32, b: f32, c: f32) -> f32 {
+    #[cfg(target_feature = "fma")]
+    {
+        a.mul_add(b, c)
     }
-    (da as f32, dr as f32)
-}
-
-/// Channel-wise form: z [batch, n, hw] -> out [batch, n+1, hw].
-pub fn forward_channels(z: &[f32], batch: usize, n: usize, hw: usize, p: SphereParams, out: &mut [f32]) {
-    let mut row = vec![0.0; n];
-    let mut o = vec![0.0; n + 1];
-    for b in 0..batch {
-        for q in 0..hw {
-            (0..n).for_each(|c| row[c] = z[(b * n + c) * hw + q]);
-            forward_rows(&row, n, p, &mut o);
-            (0..=n).for_each(|c| out[(b * (n + 1) + c) * hw + q] = o[c]);
-        }
+    #[cfg(not(target_feature = "fma"))]
+    {
+        a * b + c
     }
 }
 
-/// Channel-wise backward.
-pub fn backward_channels(z: &[f32], batch: usize, n: usize, hw: usize, p: SphereParams, grad_out: &[f32], grad_z: &mut [f32]) -> (f32, f32) {
-    let (mut da, mut dr) = (0.0, 0.0);
-    let mut row = vec![0.0; n];
-    let mut g = vec![0.0; n + 1];
-    for b in 0..batch {
-        for q in 0..hw {
-            (0..n).for_each(|c| row[c] = z[(b * n + c) * hw + q]);
-            (0..=n).for_each(|c| g[c] = grad_out[(b * (n + 1) + c) * hw + q]);
-            let mut dz = vec![0.0; n];
-            let (a, r) = backward_rows(&row, n, p, &g, &mut dz);
-            da += a;
-            dr += r;
-            (0..n).for_each(|c| grad_z[(b * n + c) * hw + q] += dz[c]);
+/// 2^(-u) for u in [0, W_MAX], relative error < 2e-7 (garbage for NaN: see [`angle`]).
+#[inline(always)]
+#[allow(clippy::approx_constant)] // -0.693147 is a fitted coefficient, not -ln 2
+fn exp2_neg(u: f32) -> f32 {
+    // 2^-u = 2^k 2^-g with k = round(-u) and g = u + k in [-1/2, 1/2].
+    // Subtracting u from 1.5 * 2^23 rounds -u to an integer that lands in the low mantissa bits.
+    const SHIFTER: f32 = 12_582_912.0;
+    let y = SHIFTER - u;
+    let k = y - SHIFTER; // exact
+    let g = u + k; // exact: u and -k are within 1/2 of each other
+    // 2^-g: degree-5 minimax polynomial for 2^f on [-1/2, 1/2] (relative error 1.1e-7),
+    // evaluated at f = -g by flipping the signs of the odd coefficients.
+    let mut p = -1.326_472_7e-3f32;
+    p = fma(p, g, 9.671_513e-3);
+    p = fma(p, g, -5.550_733_6e-2);
+    p = fma(p, g, 2.402_224_2e-1);
+    p = fma(p, g, -6.931_47e-1);
+    p = fma(p, g, 1.0);
+    // Times 2^k by adding k to p's exponent field: y's bits are SHIFTER's bits + k, and
+    // SHIFTER's bits shifted left by 23 are 0 (mod 2^32), so (y bits << 23) == k << 23.
+    // p is in [0.7, 1.42] and k in [-115, 0], so the result is a normal number.
+    f32::from_bits(p.to_bits().wrapping_add(y.to_bits() << 23))
+}
+
+/// sin(x) for x in [0, pi/4] given x2 = x^2 (Cephes sinf polynomial); >= 0 there.
+#[inline(always)]
+fn sin_small(x: f32, x2: f32) -> f32 {
+    let p = fma(fma(-1.951_529_6e-4, x2, 8.332_161e-3), x2, -1.666_665_5e-1);
+    fma(p * x2, x, x)
+}
+
+/// The versine 1 - cos(x) for x in [0, pi/4] given x2 = x^2, to full *relative* precision
+/// (Cephes cosf polynomial, cos x = 1 - x^2/2 + x^4 p(x^2), rearranged).
+#[inline(always)]
+fn versine_small(x2: f32) -> f32 {
+    let p = fma(fma(2.443_315_7e-5, x2, -1.388_731_6e-3), x2, 4.166_664_6e-2);
+    x2 * fma(-x2, p, 0.5)
+}
+
+/// What one coordinate needs from its angle phi.
+///
+/// Why sin(phi) comes in two parts: near pi/2 (saturated inputs, or large n where phi_L is
+/// close to pi/2) sin(phi) = 1 - v with v below half an f32 ulp of 1. A plain f32 product
+/// `P * sin` then rounds back to `P` at every step, the same way at every step, and the
+/// norm drifts: we measured |s| - r = 1.2e-4 r for n = 4096 equal inputs. So sin(phi) is
+/// carried as `sin_hi - sin_lo`, with either `sin_lo = 0` (phi <= pi/4) or `sin_hi = 1` and
+/// `sin_lo = v` (phi > pi/4, v to full relative precision), and the running product as an
+/// unevaluated sum `p + err` (see [`Angle::times_sin`]). Each step then loses only a few ulps
+/// of what it *changes*, and the norm stays within ~1e-7 r for any n.
+#[derive(Clone, Copy)]
+struct Angle {
+    cos: f32,
+    sin_hi: f32,
+    sin_lo: f32,
+    /// sin(phi) = sin_hi - sin_lo, rounded (for the backward's local terms).
+    sin: f32,
+    /// sig (1 - sig) with sig = sigmoid(alpha z): dphi/dz = alpha span sig (1 - sig).
+    sig_slope: f32,
+}
+
+impl Angle {
+    /// (p + err) * sin(phi) as a new pair (p', err') with |err'| <= half an ulp of p'.
+    ///
+    /// p' + err' is p sin_hi - p sin_lo + err exactly: the term that would stall, p * v, is
+    /// never rounded away. What is dropped, the rounding of p sin_hi when sin_hi < 1 and
+    /// err (1 - sin), is at most an ulp of p and cannot pile up: the first only occurs for
+    /// phi <= pi/4, where P shrinks by at least 1/sqrt(2) per step (total effect on |s|^2
+    /// below 2^-23 r^2), the second is err v, second order.
+    #[inline(always)]
+    fn times_sin(&self, p: f32, err: f32) -> (f32, f32) {
+        let head = p * self.sin_hi; // exact when sin_hi == 1
+        let tail = fma(-p, self.sin_lo, err); // the small parts: -p v + err
+        // Fast two-sum (|head| >= |tail|): new_p + new_err == head + tail exactly.
+        let new_p = head + tail;
+        (new_p, tail - (new_p - head))
+    }
+}
+
+/// The angle phi = span * sigmoid(alpha z) + phi_L, as its cosine, sine and slope.
+///
+/// `MIXED` says whether angles can lie on both sides of pi/4 (phi_L < pi/4, i.e. small n:
+/// n < 40 for delta = 1e-6). Without it every phi > pi/4, the polynomials always run on
+/// psi = pi/2 - phi, and about a fifth of the work (phi itself, the choice, the swaps) goes.
+#[inline(always)]
+fn angle<const MIXED: bool>(z: f32, c: &Consts) -> Angle {
+    // w = alpha z / ln 2, so that e^-|alpha z| = 2^-|w|.
+    let w = z * c.alpha_log2e;
+    // Clamp |w| so 2^-|w| stays a normal number.
+    let mut u = w.abs();
+    if u > W_MAX {
+        u = W_MAX;
+    }
+    let e = exp2_neg(u);
+    // z * 0 is 0 for finite z and NaN for NaN or ±inf: this makes non-finite inputs NaN here,
+    // whatever the clamp and the bit tricks above made of them (one FMA, no branch).
+    let e = fma(z, 0.0, e);
+    // Both sigmoid(|t|) and sigmoid(-|t|) from one exp and one division, each accurate to
+    // full *relative* precision (no 1 - sigmoid cancellation): e = e^-|t| in (0, 1].
+    let big = 1.0 / (1.0 + e); // sigmoid(|t|)
+    let small = e * big; // sigmoid(-|t|) = 1 - sigmoid(|t|)
+    let positive = w >= 0.0;
+    // psi = pi/2 - phi = span * (1 - sigmoid(t)), computed without cancellation.
+    let psi = c.span * if positive { small } else { big };
+    let sig_slope = big * small;
+    if !MIXED {
+        // phi > pi/4: sin(phi) = cos(psi) = 1 - versine(psi), cos(phi) = sin(psi).
+        let x2 = psi * psi;
+        let vers = versine_small(x2);
+        return Angle { cos: sin_small(psi, x2), sin_hi: 1.0, sin_lo: vers, sin: 1.0 - vers, sig_slope };
+    }
+    // The polynomials run on whichever of phi and psi is <= pi/4, i.e. the smaller one.
+    let phi = fma(c.span, if positive { big } else { small }, c.phi_lower);
+    let direct = phi <= psi;
+    // Not `f32::min` (its NaN rule costs extra instructions; phi and psi are NaN together) and
+    // not `if direct`: with the same condition as the selects below, LLVM would substitute x
+    // in each arm and evaluate both polynomials twice.
+    let x = if phi < psi { phi } else { psi };
+    let x2 = x * x;
+    let (sin_x, vers_x) = (sin_small(x, x2), versine_small(x2));
+    let (cos, sin_hi, sin_lo) = if direct { (1.0 - vers_x, sin_x, 0.0) } else { (sin_x, 1.0, vers_x) };
+    Angle { cos, sin_hi, sin_lo, sin: sin_hi - sin_lo, sig_slope }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The core: one tile of LANES vectors in [coordinate][lane] layout.
+// ---------------------------------------------------------------------------------------------
+
+/// Forward on a tile: `zt` is [n][LANES], writes `st` [n+1][LANES].
+fn forward_tile<const MIXED: bool>(zt: &[Lane], c: &Consts, st: &mut [Lane]) {
+    let n = zt.len();
+    // P_k = p + err, one pair per lane: the only loop-carried values, so the angle maths of
+    // different k overlap freely.
+    let mut p: Lane = [c.radius; LANES];
+    let mut err: Lane = [0.0; LANES];
+    for (z, s) in zt.iter().zip(st[..n].iter_mut()) {
+        for l in 0..LANES {
+            let a = angle::<MIXED>(z[l], c);
+            s[l] = p[l] * a.cos; // s_k = P_k cos(phi_k) (err is below half an ulp of p)
+            (p[l], err[l]) = a.times_sin(p[l], err[l]); // P_{k+1} = P_k sin(phi_k)
         }
     }
-    (da, dr)
+    st[n] = p; // s_{n+1} = P_{n+1} (err is below half an ulp of p)
+}
+
+/// Backward on a tile: `zt` [n][LANES] is overwritten with dL/dz, `gt` [n+1][LANES] is
+/// dL/ds, `work` has room for 3n lanes. Returns per lane (dL/dalpha, dL/dr).
+///
+/// Derivation (one vector, g = dL/ds, P_k = r prod_{i<k} sin phi_i as in the module docs).
+/// phi_j enters s_j = P_j cos phi_j directly and every later s_k (k > j) through the factor
+/// sin phi_j inside P_k, so
+///
+/// ```text
+/// dL/dphi_j = -g_j P_j sin phi_j + cot(phi_j) T_j,      T_j = sum_{k>j} g_k s_k.
+/// ```
+///
+/// Dividing by sin (cot) is what we avoid. Every s_k with k > j carries the factor P_{j+1},
+/// so define U_j = T_j / P_{j+1}, which needs no division because it obeys
+///
+/// ```text
+/// U_n     = g_{n+1}                                   (T_n = g_{n+1} P_{n+1})
+/// U_{j-1} = T_{j-1} / P_j = (g_j P_j cos phi_j + P_{j+1} U_j) / P_j
+///         = g_j cos phi_j + sin phi_j U_j
+/// ```
+///
+/// and then cot(phi_j) T_j = cot(phi_j) P_j sin(phi_j) U_j = P_j cos(phi_j) U_j, i.e.
+///
+/// ```text
+/// dL/dphi_j = P_j (cos phi_j U_j - g_j sin phi_j).
+/// ```
+///
+/// The chain rule through phi_j = span sigmoid(alpha z_j) + phi_L gives
+/// dL/dz_j = dL/dphi_j phi'_j alpha and dL/dalpha = sum_j dL/dphi_j phi'_j z_j with
+/// phi'_j = span sig (1 - sig). Finally r scales every s_k, so
+/// dL/dr = sum_k g_k s_k / r = T_0 / P_1 = U_0: the recursion's last value, no division.
+fn backward_tile<const MIXED: bool>(
+    zt: &mut [Lane],
+    gt: &[Lane],
+    work: &mut [Lane],
+    c: &Consts,
+) -> ([f64; LANES], [f64; LANES]) {
+    let n = zt.len();
+    let (sin, work) = work.split_at_mut(n);
+    let (cos, weight) = work.split_at_mut(n);
+    let weight = &mut weight[..n];
+
+    // Sweep 1, forward: the angles and the prefix products P_j (the same compensated product
+    // as the forward pass), kept for the reverse sweep: recomputing them there would double
+    // the transcendental work. P_j is only ever needed times sig (1 - sig), so that product
+    // ("weight") is what we keep.
+    let mut p: Lane = [c.radius; LANES];
+    let mut err: Lane = [0.0; LANES];
+    for (((z, sn), cs), wt) in zt.iter().zip(sin.iter_mut()).zip(cos.iter_mut()).zip(weight.iter_mut()) {
+        // Computed into locals and stored whole: LLVM cannot tell that the scratch rows
+        // (split from one buffer) do not overlap, and would not vectorize direct stores.
+        let (mut s_row, mut c_row, mut w_row) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
+        for l in 0..LANES {
+            let a = angle::<MIXED>(z[l], c);
+            (s_row[l], c_row[l], w_row[l]) = (a.sin, a.cos, p[l] * a.sig_slope);
+            (p[l], err[l]) = a.times_sin(p[l], err[l]);
+        }
+        (*sn, *cs, *wt) = (s_row, c_row, w_row);
+    }
+
+    // Sweep 2, reverse: the suffix recursion for U_j (see above), in blocks of ACC_BLOCK
+    // coordinates: dL/dalpha is summed in f32 within a block and in f64 across blocks, which
+    // is as accurate as f64 throughout for any realistic n and keeps the loop in f32 SIMD.
+    // (U is plain f32: its rounding perturbs only the gradients, by ~1e-7 relative per step.)
+    const ACC_BLOCK: usize = 64;
+    let mut u: Lane = gt[n];
+    let mut d_alpha = [0.0f64; LANES];
+    for ((((zb, gb), sb), cb), wb) in zt
+        .rchunks_mut(ACC_BLOCK)
+        .zip(gt[..n].rchunks(ACC_BLOCK))
+        .zip(sin.rchunks(ACC_BLOCK))
+        .zip(cos.rchunks(ACC_BLOCK))
+        .zip(weight.rchunks(ACC_BLOCK))
+    {
+        let mut acc: Lane = [0.0; LANES];
+        for ((((z, g), sn), cs), wt) in zb.iter_mut().zip(gb).zip(sb).zip(cb).zip(wb).rev() {
+            for l in 0..LANES {
+                // q = dL/dphi_j sig (1 - sig) = P_j (cos_j U_j - g_j sin_j) sig (1 - sig),
+                // which is dL/dt_j / span for t_j = alpha z_j.
+                let q = wt[l] * fma(cs[l], u[l], -(g[l] * sn[l]));
+                acc[l] = fma(q, z[l], acc[l]); // dL/dalpha / span += q z_j
+                z[l] = c.alpha_span * q; // dL/dz_j replaces z_j, which is no longer needed
+                u[l] = fma(sn[l], u[l], g[l] * cs[l]); // U_{j-1}
+            }
+        }
+        for l in 0..LANES {
+            d_alpha[l] += acc[l] as f64 * c.span as f64;
+        }
+    }
+    (d_alpha, u.map(|v| v as f64)) // U_0 = dL/dr
+}
+
+// ---------------------------------------------------------------------------------------------
+// Moving data between the caller's layout and tiles.
+// ---------------------------------------------------------------------------------------------
+
+/// Calls `f(image, pixel, first_lane, len)` for each run of consecutive pixels of one image
+/// among the lanes `q0 .. q0 + m` (pixel index q = image * hw + pixel).
+#[inline(always)]
+fn for_each_run(q0: usize, m: usize, hw: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+    let mut q = q0;
+    while q < q0 + m {
+        let (img, px) = (q / hw, q % hw);
+        let len = (hw - px).min(q0 + m - q);
+        f(img, px, q - q0, len);
+        q += len;
+    }
+}
+
+/// Copies lanes `q0 .. q0+m` of `src` ([images, rows, hw]) into the tile `dst` ([rows][LANES]),
+/// zeroing unused lanes (they then compute harmless finite values that are never stored).
+fn pack(src: &[f32], rows: usize, hw: usize, q0: usize, m: usize, dst: &mut [Lane]) {
+    if m < LANES {
+        for v in dst.iter_mut() {
+            v[m..].fill(0.0);
+        }
+    }
+    if hw == 1 {
+        // Row form: a transpose of m rows, 8 x 8 blocks at a time.
+        let src = &src[q0 * rows..(q0 + m) * rows];
+        transpose_blocks(src, rows, dst.as_flattened_mut(), LANES, m, rows, |d, v| *d = v);
+    } else {
+        for_each_run(q0, m, hw, |img, px, l0, len| {
+            let base = img * rows * hw + px;
+            if len == LANES {
+                // The common case (hw a multiple of LANES): whole lanes, a fixed-size copy.
+                for (k, d) in dst.iter_mut().enumerate() {
+                    d.copy_from_slice(&src[base + k * hw..base + k * hw + LANES]);
+                }
+            } else {
+                for (k, d) in dst.iter_mut().enumerate() {
+                    d[l0..l0 + len].copy_from_slice(&src[base + k * hw..base + k * hw + len]);
+                }
+            }
+        });
+    }
+}
+
+/// The inverse of [`pack`] for lanes `q0 .. q0+m`, combining with `op(destination, value)`
+/// (store for the forward output, add for the gradient).
+fn unpack(src: &[Lane], dst: &mut [f32], rows: usize, hw: usize, q0: usize, m: usize, op: impl Fn(&mut f32, f32) + Copy) {
+    if hw == 1 {
+        let dst = &mut dst[q0 * rows..(q0 + m) * rows];
+        transpose_blocks(src.as_flattened(), LANES, dst, rows, rows, m, op);
+    } else {
+        for_each_run(q0, m, hw, |img, px, l0, len| {
+            let base = img * rows * hw + px;
+            for (k, s) in src.iter().enumerate() {
+                let row = &mut dst[base + k * hw..base + k * hw + len];
+                if len == LANES {
+                    // Whole lanes: a fixed-length loop that compiles to one vector operation.
+                    let row: &mut Lane = row.try_into().expect("len == LANES");
+                    for (d, &v) in row.iter_mut().zip(s) {
+                        op(d, v);
+                    }
+                } else {
+                    for (d, &v) in row.iter_mut().zip(&s[l0..l0 + len]) {
+                        op(d, v);
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// `op(dst[c * dst_stride + r], src[r * src_stride + c])` for r < `height`, c < `width`:
+/// a transpose, by 8 x 8 blocks where possible (the ragged edges element by element).
+fn transpose_blocks(
+    src: &[f32],
+    src_stride: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+    height: usize,
+    width: usize,
+    op: impl Fn(&mut f32, f32) + Copy,
+) {
+    let (h8, w8) = (height - height % 8, width - width % 8);
+    // Column blocks outer: the tile side (stride LANES) is then written or read whole lines
+    // at a time.
+    for c0 in (0..w8).step_by(8) {
+        for r0 in (0..h8).step_by(8) {
+            transpose8(&src[r0 * src_stride + c0..], src_stride, &mut dst[c0 * dst_stride + r0..], dst_stride, op);
+        }
+    }
+    // Ragged edges: the last width % 8 columns of the blocked rows, then the leftover rows.
+    for r in 0..height {
+        let c_start = if r < h8 { w8 } else { 0 };
+        for c in c_start..width {
+            op(&mut dst[c * dst_stride + r], src[r * src_stride + c]);
+        }
+    }
+}
+
+/// One 8 x 8 block of [`transpose_blocks`], portable version (LLVM cannot turn this into
+/// shuffles by itself, hence the AVX version below).
+#[cfg(not(all(target_arch = "x86_64", target_feature = "avx")))]
+#[inline(always)]
+fn transpose8(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize, op: impl Fn(&mut f32, f32)) {
+    for r in 0..8 {
+        for c in 0..8 {
+            op(&mut dst[c * dst_stride + r], src[r * src_stride + c]);
+        }
+    }
+}
+
+/// One 8 x 8 block of [`transpose_blocks`] with AVX shuffles: 24 shuffles for 64 values
+/// instead of 64 scalar stores. Element by element, the transposes took a third of the row
+/// form's time; this is the crate's only `unsafe` (pointer loads and stores, bounds asserted).
+#[cfg(all(target_arch = "x86_64", target_feature = "avx"))]
+#[inline(always)]
+fn transpose8(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize, op: impl Fn(&mut f32, f32)) {
+    use std::arch::x86_64::*;
+    assert!(src.len() >= 7 * src_stride + 8 && dst.len() >= 7 * dst_stride + 8);
+    // SAFETY: the assert keeps every 8-float load and store inside its slice, and AVX is
+    // enabled at compile time (the cfg above), so the intrinsics exist on this CPU.
+    unsafe {
+        let row = |r: usize| _mm256_loadu_ps(src.as_ptr().add(r * src_stride));
+        let (a, b, c, d) = (row(0), row(1), row(2), row(3));
+        let (e, f, g, h) = (row(4), row(5), row(6), row(7));
+        // Interleave pairs of rows: t0 = a0 b0 a1 b1 | a4 b4 a5 b5, t1 = a2 b2 a3 b3 | a6 b6 a7 b7.
+        let (t0, t1) = (_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));
+        let (t2, t3) = (_mm256_unpacklo_ps(c, d), _mm256_unpackhi_ps(c, d));
+        let (t4, t5) = (_mm256_unpacklo_ps(e, f), _mm256_unpackhi_ps(e, f));
+        let (t6, t7) = (_mm256_unpacklo_ps(g, h), _mm256_unpackhi_ps(g, h));
+        // Pairs of pairs: u0 = a0 b0 c0 d0 | a4 b4 c4 d4, and so on.
+        let (u0, u1) = (_mm256_shuffle_ps::<0x44>(t0, t2), _mm256_shuffle_ps::<0xEE>(t0, t2));
+        let (u2, u3) = (_mm256_shuffle_ps::<0x44>(t1, t3), _mm256_shuffle_ps::<0xEE>(t1, t3));
+        let (u4, u5) = (_mm256_shuffle_ps::<0x44>(t4, t6), _mm256_shuffle_ps::<0xEE>(t4, t6));
+        let (u6, u7) = (_mm256_shuffle_ps::<0x44>(t5, t7), _mm256_shuffle_ps::<0xEE>(t5, t7));
+        // Join the 128-bit halves: column j = a_j .. h_j.
+        let cols = [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ];
+        for (j, col) in cols.into_iter().enumerate() {
+            let mut vals = [0.0f32; 8];
+            _mm256_storeu_ps(vals.as_mut_ptr(), col);
+            // `op` is a store or an add; on an 8-float array LLVM keeps it in registers.
+            for (dv, v) in dst[j * dst_stride..j * dst_stride + 8].iter_mut().zip(vals) {
+                op(dv, v);
+            }
+        }
+    }
+}
+
+/// `job` applied to every group, results in group order. With `parallel`, the calling thread
+/// and up to (pool size - 1) rayon tasks take groups one at a time from a shared counter.
+///
+/// Why not a plain `par_iter`: called from outside the pool, it parks the caller until the
+/// pool is done, and waking workers and caller costs ~10 us per call (a tenth of the whole
+/// [256, 300] forward + backward). Here the caller starts at once, and if a worker is slow to
+/// wake (a busy machine) the caller simply takes its groups too. Which thread runs a group
+/// never changes its result, so the results are the same for any number of threads.
+fn map_groups<T: Send, R: Send>(groups: Vec<T>, parallel: bool, job: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let helpers = if parallel { rayon::current_num_threads().min(groups.len()).saturating_sub(1) } else { 0 };
+    if helpers == 0 {
+        return groups.into_iter().map(job).collect();
+    }
+    let count = groups.len();
+    // One uncontended lock per group (a handful to a few hundred per call): the safe way to
+    // hand each thread its group's slices and to collect the results in group order.
+    let inputs: Vec<Mutex<Option<T>>> = groups.into_iter().map(|g| Mutex::new(Some(g))).collect();
+    let outputs: Vec<Mutex<Option<R>>> = (0..count).map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= count {
+            break;
+        }
+        let group = lock(&inputs[i]).take().expect("each group is taken once");
+        let result = job(group);
+        *lock(&outputs[i]) = Some(result);
+    };
+    rayon::in_place_scope(|scope| {
+        for _ in 0..helpers {
+            scope.spawn(|_| work());
+        }
+        work();
+    });
+    outputs.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every group ran")).collect()
+}
+
+/// Locks a mutex, ignoring poisoning (a panicking job is re-raised by the scope anyway).
+fn lock<X>(m: &Mutex<X>) -> std::sync::MutexGuard<'_, X> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Images per work item: whole images, at least GROUP_LANES pixels.
+fn images_per_group(hw: usize) -> usize {
+    GROUP_LANES.div_ceil(hw.max(1))
+}
+
+thread_local! {
+    /// Per-thread tile scratch, reused across calls: a backward tile of n = 4096 needs
+    /// 1.3 MB, and fresh large allocations would be zero pages faulted in on every call.
+    static SCRATCH: RefCell<Vec<Lane>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on `len` lanes of this thread's scratch (a fresh buffer if it is somehow in use).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Lane]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, [0.0; LANES]);
+            }
+            f(&mut buf[..len])
+        }
+        Err(_) => f(&mut vec![[0.0; LANES]; len]),
+    })
+}
+
+/// Forward on a group of whole images: z [images, n, hw] -> out [images, n+1, hw].
+fn forward_group(z: &[f32], out: &mut [f32], n: usize, hw: usize, c: &Consts) {
+    let pixels = z.len() / n;
+    with_scratch(2 * n + 1, |buf| {
+        let (zt, st) = buf.split_at_mut(n);
+        for q0 in (0..pixels).step_by(LANES) {
+            let m = LANES.min(pixels - q0);
+            pack(z, n, hw, q0, m, zt);
+            if c.mixed {
+                forward_tile::<true>(zt, c, st);
+            } else {
+                forward_tile::<false>(zt, c, st);
+            }
+            unpack(st, out, n + 1, hw, q0, m, |d, v| *d = v);
+        }
+    })
+}
+
+/// Backward on a group of whole images; adds into `grad_z`, returns (dL/dalpha, dL/dr) in f64.
+fn backward_group(z: &[f32], grad_out: &[f32], grad_z: &mut [f32], n: usize, hw: usize, c: &Consts) -> (f64, f64) {
+    let pixels = z.len() / n;
+    with_scratch(5 * n + 1, |buf| {
+        let (zt, rest) = buf.split_at_mut(n);
+        let (gt, work) = rest.split_at_mut(n + 1);
+        let (mut d_alpha, mut d_radius) = (0.0f64, 0.0f64);
+        for q0 in (0..pixels).step_by(LANES) {
+            let m = LANES.min(pixels - q0);
+            pack(z, n, hw, q0, m, zt);
+            pack(grad_out, n + 1, hw, q0, m, gt);
+            let (da, dr) = if c.mixed {
+                backward_tile::<true>(zt, gt, work, c)
+            } else {
+                backward_tile::<false>(zt, gt, work, c)
+            };
+            unpack(zt, grad_z, n, hw, q0, m, |d, v| *d += v);
+            // Only real lanes count, in lane order (a fixed order: determinism).
+            for l in 0..m {
+                d_alpha += da[l];
+                d_radius += dr[l];
+            }
+        }
+        (d_alpha, d_radius)
+    })
 }
