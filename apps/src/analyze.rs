@@ -131,9 +131,12 @@ pub fn train_or_load(s: &Settings, data_dir: &Path, dir: &Path) -> Result<(Model
     Ok((run.model, run.history))
 }
 
+/// Test representations [n, d], their width d, predictions and labels.
+pub type Representations = (Vec<f32>, usize, Vec<usize>, Vec<usize>);
+
 /// Test representations (the input of the last layer) [n, d], predictions and labels of
 /// the first `limit` test images of data set `name` (normalized, not augmented).
-pub fn representations(model: &mut Model, name: DatasetName, data_dir: &Path, limit: Option<usize>) -> Result<(Vec<f32>, usize, Vec<usize>, Vec<usize>)> {
+pub fn representations(model: &mut Model, name: DatasetName, data_dir: &Path, limit: Option<usize>) -> Result<Representations> {
     let mut test = datasets::load(name, data_dir, Split::Test).map_err(|e| anyhow!("{e}"))?;
     if let Some(n) = limit.filter(|&n| n < test.len) {
         test = test.limit(n);

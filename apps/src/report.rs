@@ -3,7 +3,7 @@
 //! last-10-epochs test accuracy, the time to reach a target accuracy, and images/s.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
@@ -27,7 +27,7 @@ struct Run {
     history: Vec<EpochMetrics>,
 }
 
-fn read_run(dir: &PathBuf) -> Result<Run> {
+fn read_run(dir: &Path) -> Result<Run> {
     let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).with_context(|| format!("reading {}", dir.join("config.json").display()))?)
         .with_context(|| format!("{}: not JSON", dir.join("config.json").display()))?;
     let settings: Settings = serde_json::from_value(config["settings"].clone()).with_context(|| format!("{}: field settings", dir.join("config.json").display()))?;

@@ -118,7 +118,7 @@ impl Tensor {
     /// Keeps the first axis and flattens the rest: [N, ...] -> [N, prod(...)].
     pub fn flatten(self) -> Tensor {
         let rows = self.shape.first().copied().unwrap_or(1);
-        let cols = if rows == 0 { 0 } else { self.data.len() / rows };
+        let cols = self.data.len().checked_div(rows).unwrap_or(0);
         Tensor { shape: vec![rows, cols], data: self.data }
     }
 
