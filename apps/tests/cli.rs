@@ -1,27 +1,23 @@
 //! The `sph` command end to end, on the real MNIST files that the test command fetches
 //! (scripts/fetch-data.sh mnist). Small budgets, except the one-epoch accuracy check.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn sph(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sph")).args(args).env("SPH_DATA", data_dir()).output().expect("sph runs")
-}
+use common::text;
 
 fn data_dir() -> PathBuf {
-    let dir = std::env::var_os("SPH_DATA").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../data"));
-    assert!(dir.join("mnist").is_dir(), "real MNIST missing under {}: run scripts/fetch-data.sh mnist first", dir.display());
-    dir
+    common::data_dir(&[("mnist", "mnist")])
+}
+
+fn sph(args: &[&str]) -> Output {
+    common::sph_in(&data_dir(), args)
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sph-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    common::scratch("sph-cli", name)
 }
 
 /// Reads metrics.jsonl without the timing fields, which differ between runs.

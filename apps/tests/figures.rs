@@ -2,29 +2,23 @@
 //! CIFAR-10 files (scripts/fetch-data.sh mnist cifar10): each writes a PNG of the expected
 //! size with something drawn on it, plus its numbers.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn sph(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sph")).args(args).env("SPH_DATA", data_dir()).output().expect("sph runs")
-}
+use common::text;
 
 fn data_dir() -> PathBuf {
-    let dir = std::env::var_os("SPH_DATA").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../data"));
-    for (folder, name) in [("mnist", "mnist"), ("cifar-10-batches-bin", "cifar10")] {
-        assert!(dir.join(folder).is_dir(), "{folder} missing under {}: run scripts/fetch-data.sh {name} first", dir.display());
-    }
-    dir
+    common::data_dir(&[("mnist", "mnist"), ("cifar-10-batches-bin", "cifar10")])
+}
+
+fn sph(args: &[&str]) -> Output {
+    common::sph_in(&data_dir(), args)
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sph-figures-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    common::scratch("sph-figures", name)
 }
 
 /// The PNG has the given size and is not a blank canvas: at least `min_share` of its
