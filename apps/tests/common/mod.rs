@@ -18,7 +18,7 @@ pub fn sph_in(data: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sph")).args(args).env("SPH_DATA", data).output().expect("sph runs")
 }
 
-/// A fresh, empty-named scratch folder for one test (removed first if it exists).
+/// A scratch folder for one test, removed first if it exists.
 pub fn scratch(prefix: &str, name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("{prefix}-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
