@@ -10,3 +10,13 @@ pub mod norm;
 pub mod pool;
 pub mod reduce;
 pub mod spherize;
+
+/// (batch, channels, pixels per channel) of a [N, C] or [N, C, H, W] input: the shapes that
+/// batch-norm and spherization treat per channel (one pixel per channel for [N, C]).
+pub(crate) fn channel_layout(shape: &[usize]) -> Option<(usize, usize, usize)> {
+    match *shape {
+        [n, c] => Some((n, c, 1)),
+        [n, c, h, w] => Some((n, c, h * w)),
+        _ => None,
+    }
+}

@@ -5,6 +5,7 @@ use rayon::prelude::*;
 use crate::autograd::{Graph, Grads, Op, Values, Var};
 use crate::error::{EngineError, Result};
 use crate::params::ParamId;
+use crate::ops::channel_layout;
 use crate::tensor::Tensor;
 
 /// The parameters and buffers of one batch-norm layer, by id in the store.
@@ -18,15 +19,6 @@ pub struct BatchNormIds {
     pub running_mean: ParamId,
     /// Running (unbiased) variance buffer.
     pub running_var: ParamId,
-}
-
-/// (batch, channels, pixels per channel) of a [N, C] or [N, C, H, W] input.
-fn layout(shape: &[usize]) -> Option<(usize, usize, usize)> {
-    match *shape {
-        [n, c] => Some((n, c, 1)),
-        [n, c, h, w] => Some((n, c, h * w)),
-        _ => None,
-    }
 }
 
 /// Per channel: sum over the batch and pixels of f(channel, value), in f64.
@@ -44,7 +36,7 @@ impl Graph<'_> {
     pub fn batch_norm(&mut self, x: Var, ids: BatchNormIds, momentum: f32, eps: f32) -> Result<Var> {
         let shape = self.shape(x).to_vec();
         let channels = self.params().value(ids.gamma).len();
-        let dims = layout(&shape).filter(|d| d.1 == channels).ok_or_else(|| {
+        let dims = channel_layout(&shape).filter(|d| d.1 == channels).ok_or_else(|| {
             EngineError::Shape(format!("batch_norm: input {shape:?} does not fit {channels} channels (expected [N, {channels}] or [N, {channels}, H, W])"))
         })?;
         let (n, c, hw) = dims;
@@ -99,7 +91,7 @@ impl Graph<'_> {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn batch_norm_backward(values: &Values, grads: &mut Grads, dy: &[f32], x: Var, gamma: Var, beta: Var, mean: &[f32], inv_std: &[f32]) {
     let xv = values.get(x);
-    let dims = layout(xv.shape()).expect("checked in forward");
+    let dims = channel_layout(xv.shape()).expect("checked in forward");
     let (n, c, hw) = dims;
     let count = (n * hw) as f64;
     let xd = xv.data();

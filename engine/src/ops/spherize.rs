@@ -8,23 +8,15 @@
 use crate::autograd::{Graph, Grads, Op, Values, Var};
 use crate::error::{EngineError, Result};
 use crate::kernels::spherize::{self as kernel, SphereParams};
+use crate::ops::channel_layout;
 use crate::tensor::Tensor;
-
-/// How the input is laid out: rows [B, n] or feature maps [N, C, H, W] (spherized along C).
-fn layout(shape: &[usize]) -> Option<(usize, usize, usize)> {
-    match *shape {
-        [b, n] => Some((b, n, 1)),
-        [b, c, h, w] => Some((b, c, h * w)),
-        _ => None,
-    }
-}
 
 impl Graph<'_> {
     /// Spherizes `z` ([B, n] -> [B, n+1], or [N, C, H, W] -> [N, C+1, H, W] per pixel) with
     /// scaling `alpha` and radius `radius` (scalar vars) and lower angle `phi_lower`.
     pub fn spherize(&mut self, z: Var, alpha: Var, radius: Var, phi_lower: f64) -> Result<Var> {
         let shape = self.shape(z).to_vec();
-        let (batch, n, hw) = layout(&shape).filter(|d| d.1 >= 1).ok_or_else(|| {
+        let (batch, n, hw) = channel_layout(&shape).filter(|d| d.1 >= 1).ok_or_else(|| {
             EngineError::Shape(format!("spherize: input {shape:?} must be [batch, n] or [N, C, H, W] with n, C >= 1"))
         })?;
         let p = SphereParams { alpha: self.value(alpha).item(), radius: self.value(radius).item(), phi_lower };
@@ -43,7 +35,7 @@ impl Graph<'_> {
 /// Gradients for z, alpha and r; see `kernels::spherize` for the O(n) derivation.
 pub(crate) fn spherize_backward(values: &Values, grads: &mut Grads, dy: &[f32], z: Var, alpha: Var, radius: Var, phi_lower: f64) {
     let zv = values.get(z);
-    let (batch, n, hw) = layout(zv.shape()).expect("checked in forward");
+    let (batch, n, hw) = channel_layout(zv.shape()).expect("checked in forward");
     let p = SphereParams { alpha: values.get(alpha).item(), radius: values.get(radius).item(), phi_lower };
     // The kernel always produces dz; give it a scratch buffer when z needs no gradient.
     let mut scratch = Vec::new();
