@@ -34,8 +34,7 @@ pub const PALETTE: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
-/// Draws into a `width x height` canvas with `draw`, then writes a PNG to `path`
-/// (through a temporary file, so an existing picture is replaced only when complete).
+/// Draws into a `width x height` canvas with `draw`, then writes a PNG to `path` ([`save_png`]).
 pub fn render_png(path: &Path, width: u32, height: u32, draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<()>) -> Result<()> {
     register_font();
     let mut buf = vec![255u8; (width * height * 3) as usize];
@@ -46,10 +45,15 @@ pub fn render_png(path: &Path, width: u32, height: u32, draw: impl FnOnce(&Drawi
         root.present().map_err(|e| anyhow!("drawing {}: {e}", path.display()))?;
     }
     let img = image::RgbImage::from_raw(width, height, buf).context("canvas size")?;
+    save_png(path, &img)
+}
+
+/// Writes `img` as a PNG through a temporary file, so an existing picture is replaced only
+/// when the new one is complete.
+pub fn save_png(path: &Path, img: &image::RgbImage) -> Result<()> {
     let tmp = path.with_extension("png.tmp");
     img.save_with_format(&tmp, image::ImageFormat::Png).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 /// One named line of (x, y) points.

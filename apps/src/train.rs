@@ -686,9 +686,7 @@ pub fn run_show(name: &str, split: &str, count: usize, augmented: bool, data: Op
     } else {
         datasets::sample_grid(&ds, &indices, cols, 3)
     };
-    let tmp = out.with_extension("png.tmp");
-    img.save_with_format(&tmp, image::ImageFormat::Png).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
+    plot::save_png(out, &img)?;
     println!("wrote {} ({} samples, {cols} per row); classes in grid order:", out.display(), indices.len());
     for row in indices.chunks(cols) {
         let names: Vec<&str> = row.iter().map(|&i| ds.class_names.get(ds.labels[i] as usize).map(String::as_str).unwrap_or("?")).collect();
