@@ -257,15 +257,9 @@ fn write_outputs(out: &Path, rows: &[Row], table: &str) -> Result<()> {
             csv += &format!("{},{},{},{:.6},{:.6},{},{},{:e},{},{},{},{:.4}\n", r.operator, r.model, r.seed, r.train_acc, r.test_acc, r.test_samples, r.dims, c.tau, c.overlapped, c.errors, c.conflicts, r.search_seconds);
         }
     }
-    let write = |name: &str, text: &str| -> Result<()> {
-        let path = out.join(name);
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
-    };
-    write("overlap.csv", &csv)?;
-    write("overlap.json", &serde_json::to_string_pretty(rows)?)?;
-    write("overlap.txt", table)
+    train::write_atomic(&out.join("overlap.csv"), &csv)?;
+    train::write_atomic(&out.join("overlap.json"), &serde_json::to_string_pretty(rows)?)?;
+    train::write_atomic(&out.join("overlap.txt"), table)
 }
 
 #[cfg(test)]
