@@ -22,7 +22,11 @@ use crate::train::{self, EpochMetrics, Verbosity};
 #[derive(Args, Debug)]
 pub struct OverlapArgs {
     /// Operators to compare (base, sigmoid, linear, cosine, w_sigmoid, w_linear, w_cosine, spherization).
-    #[arg(long, value_delimiter = ',', default_value = "base,sigmoid,linear,cosine,w_sigmoid,w_linear,w_cosine,spherization")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "base,sigmoid,linear,cosine,w_sigmoid,w_linear,w_cosine,spherization"
+    )]
     pub operators: Vec<String>,
     /// Training epochs per model (the paper: 160; its learning-rate drops at 80 and 130 are scaled to this).
     #[arg(long, default_value_t = 2)]
@@ -123,11 +127,13 @@ pub fn train_or_load(s: &Settings, data_dir: &Path, dir: &Path) -> Result<(Model
             return Ok((model, history));
         }
         println!("{}: resuming the run in {}", s.model, dir.display());
-        let run = train::execute(s.clone(), data_dir, dir, Some((ckpt, last)), Verbosity::Epochs)?.ok_or_else(|| anyhow!("interrupted"))?;
+        let run = train::execute(s.clone(), data_dir, dir, Some((ckpt, last)), Verbosity::Epochs)?
+            .ok_or_else(|| anyhow!("interrupted"))?;
         return Ok((run.model, run.history));
     }
     println!("{}: training {} epochs into {}", s.model, s.epochs, dir.display());
-    let run = train::execute(s.clone(), data_dir, dir, None, Verbosity::Epochs)?.ok_or_else(|| anyhow!("interrupted"))?;
+    let run =
+        train::execute(s.clone(), data_dir, dir, None, Verbosity::Epochs)?.ok_or_else(|| anyhow!("interrupted"))?;
     Ok((run.model, run.history))
 }
 
@@ -136,12 +142,18 @@ pub type Representations = (Vec<f32>, usize, Vec<usize>, Vec<usize>);
 
 /// Test representations (the input of the last layer) [n, d], predictions and labels of
 /// the first `limit` test images of data set `name` (normalized, not augmented).
-pub fn representations(model: &mut Model, name: DatasetName, data_dir: &Path, limit: Option<usize>) -> Result<Representations> {
+pub fn representations(
+    model: &mut Model,
+    name: DatasetName,
+    data_dir: &Path,
+    limit: Option<usize>,
+) -> Result<Representations> {
     let mut test = datasets::load(name, data_dir, Split::Test).map_err(|e| anyhow!("{e}"))?;
     if let Some(n) = limit.filter(|&n| n < test.len) {
         test = test.limit(n);
     }
-    let loader = Loader::new(&test, 500, false, 0, false, Default::default(), Some(datasets::paper_normalize(name))).map_err(|e| anyhow!("{e}"))?;
+    let loader = Loader::new(&test, 500, false, 0, false, Default::default(), Some(datasets::paper_normalize(name)))
+        .map_err(|e| anyhow!("{e}"))?;
     let (mut reprs, mut preds, mut labels, mut dims) = (Vec::new(), Vec::new(), Vec::new(), 0);
     loader.for_each_prefetched(0, |batch| -> Result<()> {
         let (net, params) = model.split_mut();
@@ -168,7 +180,12 @@ pub fn run_overlap(args: OverlapArgs) -> Result<()> {
     let ops: Vec<&Operator> = args
         .operators
         .iter()
-        .map(|k| OPERATORS.iter().find(|o| o.key == k.as_str()).ok_or_else(|| anyhow!("unknown operator '{k}' (valid: {})", OPERATORS.map(|o| o.key).join(", "))))
+        .map(|k| {
+            OPERATORS
+                .iter()
+                .find(|o| o.key == k.as_str())
+                .ok_or_else(|| anyhow!("unknown operator '{k}' (valid: {})", OPERATORS.map(|o| o.key).join(", ")))
+        })
         .collect::<Result<_>>()?;
     let data_dir = args.data.clone().unwrap_or_else(datasets::default_data_dir);
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
@@ -183,7 +200,8 @@ pub fn run_overlap(args: OverlapArgs) -> Result<()> {
             s.train_limit = args.train_limit;
             s.seed = seed;
             let (mut model, history) = train_or_load(&s, &data_dir, &args.out.join(format!("{}-s{seed}", op.key)))?;
-            let (reprs, dims, preds, labels) = representations(&mut model, DatasetName::Cifar10, &data_dir, args.test_limit)?;
+            let (reprs, dims, preds, labels) =
+                representations(&mut model, DatasetName::Cifar10, &data_dir, args.test_limit)?;
             let started = Instant::now();
             let pairs = overlap::close_pairs(&reprs, dims, taus[2]);
             let search_seconds = started.elapsed().as_secs_f64();
@@ -223,13 +241,29 @@ pub fn run_overlap(args: OverlapArgs) -> Result<()> {
 fn render_table(ops: &[&Operator], rows: &[Row], taus: &[f64; 3]) -> String {
     let mut t = format!(
         "{:<9} {:<15} {:>7}  {:>15} {:>15}  {:>13} {:>13} {:>17} {:>11}   {:>13} {:>13}\n",
-        "Role", "Operator", "No-bias", "Train acc.", "Test acc.", "# err.", "# ovlp.", "(ratio)", "# conflict", format!("ovlp@{:e}", taus[0]), format!("ovlp@{:e}", taus[2])
+        "Role",
+        "Operator",
+        "No-bias",
+        "Train acc.",
+        "Test acc.",
+        "# err.",
+        "# ovlp.",
+        "(ratio)",
+        "# conflict",
+        format!("ovlp@{:e}", taus[0]),
+        format!("ovlp@{:e}", taus[2])
     );
     for op in ops {
         let mine: Vec<&Row> = rows.iter().filter(|r| r.operator == op.key).collect();
         let stat = |f: &dyn Fn(&Row) -> f64| mean_std(&mine.iter().map(|r| f(r)).collect::<Vec<_>>());
         let pm = |(m, s): (f64, f64), digits: usize| format!("{m:.digits$} ± {s:.digits$}");
-        let ratio = stat(&|r| if r.counts[1].overlapped == 0 { 0.0 } else { 100.0 * r.counts[1].errors as f64 / r.counts[1].overlapped as f64 });
+        let ratio = stat(&|r| {
+            if r.counts[1].overlapped == 0 {
+                0.0
+            } else {
+                100.0 * r.counts[1].errors as f64 / r.counts[1].overlapped as f64
+            }
+        });
         // Every operator here is bias-free except the ordinary CNN.
         let no_bias = if op.key == "base" { "" } else { "yes" };
         t += &format!(
@@ -251,10 +285,26 @@ fn render_table(ops: &[&Operator], rows: &[Row], taus: &[f64; 3]) -> String {
 }
 
 fn write_outputs(out: &Path, rows: &[Row], table: &str) -> Result<()> {
-    let mut csv = String::from("operator,model,seed,train_acc,test_acc,test_samples,dims,tau,overlapped,errors,conflicts,search_seconds\n");
+    let mut csv = String::from(
+        "operator,model,seed,train_acc,test_acc,test_samples,dims,tau,overlapped,errors,conflicts,search_seconds\n",
+    );
     for r in rows {
         for c in &r.counts {
-            csv += &format!("{},{},{},{:.6},{:.6},{},{},{:e},{},{},{},{:.4}\n", r.operator, r.model, r.seed, r.train_acc, r.test_acc, r.test_samples, r.dims, c.tau, c.overlapped, c.errors, c.conflicts, r.search_seconds);
+            csv += &format!(
+                "{},{},{},{:.6},{:.6},{},{},{:e},{},{},{},{:.4}\n",
+                r.operator,
+                r.model,
+                r.seed,
+                r.train_acc,
+                r.test_acc,
+                r.test_samples,
+                r.dims,
+                c.tau,
+                c.overlapped,
+                c.errors,
+                c.conflicts,
+                r.search_seconds
+            );
         }
     }
     train::write_atomic(&out.join("overlap.csv"), &csv)?;

@@ -193,7 +193,8 @@ fn train_toy(name: &str, args: &ToyArgs, points: &[f32], labels: &[usize]) -> Re
     let correct = logits.argmax_last().iter().zip(labels).filter(|(p, l)| p == l).count();
     // The layer names follow the official toy_task.py (see models/src/toy.rs).
     let params = model.params();
-    let (w_name, b_name) = if name == "sph_toy" { ("sph_fc2.layer.weight", None) } else { ("fc2.weight", Some("fc2.bias")) };
+    let (w_name, b_name) =
+        if name == "sph_toy" { ("sph_fc2.layer.weight", None) } else { ("fc2.weight", Some("fc2.bias")) };
     let w_id = params.find(w_name).ok_or_else(|| anyhow!("{name}: no parameter {w_name}"))?;
     let wd = params.value(w_id).data();
     if wd.len() != 4 {
@@ -233,11 +234,20 @@ pub fn run_toy(args: ToyArgs) -> Result<()> {
     let mut runs = Vec::new();
     for name in ["toy", "sph_toy"] {
         let run = train_toy(name, &args, &points, &labels)?;
-        println!("{name}: final training accuracy {:.2}% ({} epochs, SGD lr {}, batch {})", 100.0 * run.accuracy, args.epochs, args.lr, args.batch_size);
+        println!(
+            "{name}: final training accuracy {:.2}% ({} epochs, SGD lr {}, batch {})",
+            100.0 * run.accuracy,
+            args.epochs,
+            args.lr,
+            args.batch_size
+        );
         runs.push((name, run));
     }
     let png = args.out.join("toy.png");
-    let title = format!("Toy task (paper's Figure 3): 2 x 100 points, SGD lr {}, batch {}, {} epochs, alpha = {}, r = {}, seed {}", args.lr, args.batch_size, args.epochs, args.scaling, args.radius, args.seed);
+    let title = format!(
+        "Toy task (paper's Figure 3): 2 x 100 points, SGD lr {}, batch {}, {} epochs, alpha = {}, r = {}, seed {}",
+        args.lr, args.batch_size, args.epochs, args.scaling, args.radius, args.seed
+    );
     plot::render_png(&png, 1200, 1060, |root| {
         let body = root.titled(&title, ("sans-serif", 20)).map_err(plot_err)?;
         let rows = body.split_evenly((2, 1));
@@ -248,7 +258,13 @@ pub fn run_toy(args: ToyArgs) -> Result<()> {
     })?;
     let summary: Vec<ToySummary> = runs
         .iter()
-        .map(|(name, r)| ToySummary { model: name, train_accuracy: r.accuracy, last_layer_weight: r.w, last_layer_bias: r.radius.is_none().then_some(r.b), radius: r.radius })
+        .map(|(name, r)| ToySummary {
+            model: name,
+            train_accuracy: r.accuracy,
+            last_layer_weight: r.w,
+            last_layer_bias: r.radius.is_none().then_some(r.b),
+            radius: r.radius,
+        })
         .collect();
     train::write_atomic(&args.out.join("toy.json"), &serde_json::to_string_pretty(&summary)?)?;
     println!("wrote {} and {}", png.display(), args.out.join("toy.json").display());
@@ -262,7 +278,8 @@ fn draw_toy_row(row: &Area, name: &str, run: &mut ToyRun, points: &[f32], labels
     let xy: Vec<(f64, f64)> = points.chunks_exact(2).map(|p| (p[0] as f64, p[1] as f64)).collect();
 
     // Input space: the network's class over a grid of inputs, and where it changes.
-    let panel = left.titled(&format!("{name}: input space (train acc. {acc:.1}%)"), ("sans-serif", 18)).map_err(plot_err)?;
+    let panel =
+        left.titled(&format!("{name}: input space (train acc. {acc:.1}%)"), ("sans-serif", 18)).map_err(plot_err)?;
     let mut chart = square_chart(&panel, (-0.35, 1.35), (-0.35, 1.35), "x1", "x2", false)?;
     let (view_x, view_y) = chart_ranges(&chart);
     let n = 120;
@@ -301,7 +318,8 @@ fn draw_toy_row(row: &Area, name: &str, run: &mut ToyRun, points: &[f32], labels
     let rmargin: Vec<f64> = rnodes.iter().map(|&p| logit(1, p) - logit(0, p)).collect();
     draw_regions(&mut chart, &rnodes, &rmargin, rn)?;
     if let Some(r) = run.radius {
-        let circle: Vec<(f64, f64)> = (0..=360).map(|d| (d as f64).to_radians()).map(|t| (r * t.cos(), r * t.sin())).collect();
+        let circle: Vec<(f64, f64)> =
+            (0..=360).map(|d| (d as f64).to_radians()).map(|t| (r * t.cos(), r * t.sin())).collect();
         chart
             .draw_series(LineSeries::new(circle, BLACK.mix(0.45).stroke_width(2)))
             .map_err(plot_err)?
@@ -391,7 +409,12 @@ fn samples([a, b]: [(f64, f64); 2]) -> impl Iterator<Item = (f64, f64)> {
 }
 
 /// Draws the legend in the corner with the fewest of the given obstacle points.
-fn finish_legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, points: &[(f64, f64)], x: (f64, f64), y: (f64, f64)) -> Result<()> {
+fn finish_legend<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    points: &[(f64, f64)],
+    x: (f64, f64),
+    y: (f64, f64),
+) -> Result<()> {
     chart
         .configure_series_labels()
         .position(emptiest_corner(points, x, y))
@@ -409,7 +432,9 @@ fn emptiest_corner(points: &[(f64, f64)], x: (f64, f64), y: (f64, f64)) -> Serie
     let count = |left: bool, top: bool| {
         points
             .iter()
-            .filter(|&&(px, py)| (if left { px < x.0 + fx } else { px > x.1 - fx }) && (if top { py > y.1 - fy } else { py < y.0 + fy }))
+            .filter(|&&(px, py)| {
+                (if left { px < x.0 + fx } else { px > x.1 - fx }) && (if top { py > y.1 - fy } else { py < y.0 + fy })
+            })
             .count()
     };
     let corners = [
@@ -426,8 +451,15 @@ fn emptiest_corner(points: &[(f64, f64)], x: (f64, f64), y: (f64, f64)) -> Serie
 /// grid (`values[j * (nx + 1) + i]` at (x0 + i dx, y0 + j dy)), by marching squares: on every
 /// cell edge whose ends differ in sign the crossing is interpolated linearly, and a cell's
 /// crossings are joined in pairs.
-pub fn zero_contour(values: &[f64], nx: usize, ny: usize, origin: (f64, f64), step: (f64, f64)) -> Vec<[(f64, f64); 2]> {
-    let at = |i: usize, j: usize| ((origin.0 + i as f64 * step.0, origin.1 + j as f64 * step.1), values[j * (nx + 1) + i]);
+pub fn zero_contour(
+    values: &[f64],
+    nx: usize,
+    ny: usize,
+    origin: (f64, f64),
+    step: (f64, f64),
+) -> Vec<[(f64, f64); 2]> {
+    let at =
+        |i: usize, j: usize| ((origin.0 + i as f64 * step.0, origin.1 + j as f64 * step.1), values[j * (nx + 1) + i]);
     let mut segments = Vec::new();
     for j in 0..ny {
         for i in 0..nx {
@@ -503,16 +535,33 @@ fn equal_aspect(plot: (u32, u32), x: (f64, f64), y: (f64, f64)) -> ((f64, f64), 
 
 /// A chart with equal units on both axes; with `axes`, tick labels and descriptions
 /// (and a light grid when `grid`), without them a bare plotting area for projections.
-fn square_chart<'a, 'b>(panel: &'a Area<'b>, x: (f64, f64), y: (f64, f64), x_desc: &str, y_desc: &str, grid: bool) -> Result<Chart<'a, 'b>> {
+fn square_chart<'a, 'b>(
+    panel: &'a Area<'b>,
+    x: (f64, f64),
+    y: (f64, f64),
+    x_desc: &str,
+    y_desc: &str,
+    grid: bool,
+) -> Result<Chart<'a, 'b>> {
     let axes = !(x_desc.is_empty() && y_desc.is_empty());
     let (xl, yl) = if axes { (X_LABEL_AREA, Y_LABEL_AREA) } else { (0, 0) };
     let (w, h) = panel.dim_in_pixel();
     let plot = (w.saturating_sub(2 * MARGIN + yl), h.saturating_sub(2 * MARGIN + xl));
     let (x, y) = equal_aspect(plot, x, y);
-    let mut chart = ChartBuilder::on(panel).margin(MARGIN).x_label_area_size(xl).y_label_area_size(yl).build_cartesian_2d(x.0..x.1, y.0..y.1).map_err(plot_err)?;
+    let mut chart = ChartBuilder::on(panel)
+        .margin(MARGIN)
+        .x_label_area_size(xl)
+        .y_label_area_size(yl)
+        .build_cartesian_2d(x.0..x.1, y.0..y.1)
+        .map_err(plot_err)?;
     if axes {
         let mut mesh = chart.configure_mesh();
-        mesh.x_desc(x_desc).y_desc(y_desc).label_style(("sans-serif", 14)).axis_desc_style(("sans-serif", 15)).x_labels(7).y_labels(7);
+        mesh.x_desc(x_desc)
+            .y_desc(y_desc)
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 15))
+            .x_labels(7)
+            .y_labels(7);
         if !grid {
             mesh.disable_mesh();
         }
@@ -580,11 +629,16 @@ pub fn run_sphere(args: SphereArgs) -> Result<()> {
         let limit = args.train_limit.map_or("all".to_string(), |n| n.to_string());
         let dir = runs_dir.join(format!("{model}-e{}-n{limit}-s{}", args.epochs, args.seed));
         let (mut trained, _) = analyze::train_or_load(&s, &data_dir, &dir)?;
-        let (reprs, dims, preds, labels) = analyze::representations(&mut trained, DatasetName::Mnist, &data_dir, args.test_limit)?;
+        let (reprs, dims, preds, labels) =
+            analyze::representations(&mut trained, DatasetName::Mnist, &data_dir, args.test_limit)?;
         let correct = preds.iter().zip(&labels).filter(|(p, l)| p == l).count();
         let test_acc = correct as f64 / labels.len().max(1) as f64;
         let radius = trained.sphere_values().first().map(|s| s.2 as f64);
-        println!("{model}: test accuracy {:.2}% on {} images; representations of {dims} dimensions", 100.0 * test_acc, labels.len());
+        println!(
+            "{model}: test accuracy {:.2}% on {} images; representations of {dims} dimensions",
+            100.0 * test_acc,
+            labels.len()
+        );
         let dead = dead_units(&reprs, dims);
         if dead > 0 {
             // A ReLU bottleneck of two or three units can die for good early in training; the
@@ -601,7 +655,10 @@ pub fn run_sphere(args: SphereArgs) -> Result<()> {
     }
     let png = args.out.join("sphere.png");
     let n = runs[0].labels.len();
-    let title = format!("MNIST test representations (paper's Figure 5): {n} test images, {} epoch(s), Adam 1e-3, batch 128, seed {}", args.epochs, args.seed);
+    let title = format!(
+        "MNIST test representations (paper's Figure 5): {n} test images, {} epoch(s), Adam 1e-3, batch 128, seed {}",
+        args.epochs, args.seed
+    );
     plot::render_png(&png, 1500, 1500, |root| {
         let body = root.titled(&title, ("sans-serif", 20)).map_err(plot_err)?;
         let rows = body.split_evenly((3, 1));
@@ -653,9 +710,12 @@ fn draw_2d_scatter(area: &Area, run: &VisRun) -> Result<()> {
     // A collapsed cloud (e.g. every unit dead after too short a training) still gets a readable window.
     let span = (x.1 - x.0).max(y.1 - y.0);
     let pad = if span < 1e-6 { 0.5 } else { 0.05 * span };
-    let panel = area.titled(&format!("(a) {}: 2-D representations", run.model), ("sans-serif", 18)).map_err(plot_err)?;
+    let panel =
+        area.titled(&format!("(a) {}: 2-D representations", run.model), ("sans-serif", 18)).map_err(plot_err)?;
     let mut chart = square_chart(&panel, (x.0 - pad, x.1 + pad), (y.0 - pad, y.1 + pad), "z1", "z2", true)?;
-    chart.draw_series(pts.iter().zip(&run.labels).map(|(&p, &l)| Circle::new(p, 2, PALETTE[l % 10].mix(0.7).filled()))).map_err(plot_err)?;
+    chart
+        .draw_series(pts.iter().zip(&run.labels).map(|(&p, &l)| Circle::new(p, 2, PALETTE[l % 10].mix(0.7).filled())))
+        .map_err(plot_err)?;
     Ok(())
 }
 
@@ -710,7 +770,12 @@ impl Camera {
 /// circles), and the representations from far to near.
 fn draw_3d_view(area: &Area, run: &VisRun, (az, el): (f64, f64)) -> Result<()> {
     let cam = Camera::new(az, el);
-    let pts: Vec<[f64; 3]> = run.reprs.chunks_exact(3).map(|p| [p[0] as f64, p[1] as f64, p[2] as f64]).filter(|p| p.iter().all(|v| v.is_finite())).collect();
+    let pts: Vec<[f64; 3]> = run
+        .reprs
+        .chunks_exact(3)
+        .map(|p| [p[0] as f64, p[1] as f64, p[2] as f64])
+        .filter(|p| p.iter().all(|v| v.is_finite()))
+        .collect();
     // Axis length: past the sphere, or past nearly all points (a few outliers would
     // otherwise squeeze the cloud into a corner).
     let length = match run.radius {
@@ -736,17 +801,25 @@ fn draw_3d_view(area: &Area, run: &VisRun, (az, el): (f64, f64)) -> Result<()> {
         }
     };
     let tag = if run.radius.is_some() { "(c)" } else { "(b)" };
-    let panel = area.titled(&format!("{tag} {}: azimuth {az:.0}, elevation {el:.0}", run.model), ("sans-serif", 17)).map_err(plot_err)?;
+    let panel = area
+        .titled(&format!("{tag} {}: azimuth {az:.0}, elevation {el:.0}", run.model), ("sans-serif", 17))
+        .map_err(plot_err)?;
     let mut chart = square_chart(&panel, x, y, "", "", false)?;
     let (xs, ys) = chart_ranges(&chart);
-    chart.draw_series(std::iter::once(Rectangle::new([(xs.0, ys.0), (xs.1, ys.1)], BLACK.mix(0.3).stroke_width(1)))).map_err(plot_err)?;
+    chart
+        .draw_series(std::iter::once(Rectangle::new([(xs.0, ys.0), (xs.1, ys.1)], BLACK.mix(0.3).stroke_width(1))))
+        .map_err(plot_err)?;
 
     if let Some(r) = run.radius {
-        let outline: Vec<(f64, f64)> = (0..=360).map(|d| (d as f64).to_radians()).map(|t| (r * t.cos(), r * t.sin())).collect();
+        let outline: Vec<(f64, f64)> =
+            (0..=360).map(|d| (d as f64).to_radians()).map(|t| (r * t.cos(), r * t.sin())).collect();
         chart.draw_series(LineSeries::new(outline, BLACK.mix(0.6).stroke_width(2))).map_err(plot_err)?;
         // The great circles in the planes z = 0, y = 0 and x = 0; pieces behind the sphere lighter.
         for (a, b) in [(0, 1), (0, 2), (1, 2)] {
-            let ring: Vec<(f64, f64, f64)> = (0..=180).map(|d| (2 * d) as f64 * PI / 180.0).map(|t| cam.project(add(unit(a, r * t.cos()), unit(b, r * t.sin())))).collect();
+            let ring: Vec<(f64, f64, f64)> = (0..=180)
+                .map(|d| (2 * d) as f64 * PI / 180.0)
+                .map(|t| cam.project(add(unit(a, r * t.cos()), unit(b, r * t.sin()))))
+                .collect();
             chart
                 .draw_series(ring.windows(2).map(|s| {
                     let front = s[0].2 + s[1].2 >= 0.0;
@@ -759,15 +832,23 @@ fn draw_3d_view(area: &Area, run: &VisRun, (az, el): (f64, f64)) -> Result<()> {
     // The coordinate axes from the origin, named at their tips.
     let axis = if run.radius.is_some() { "s" } else { "z" };
     for (k, &(u, v, _)) in tips.iter().enumerate() {
-        chart.draw_series(std::iter::once(PathElement::new(vec![(0.0, 0.0), (u, v)], BLACK.stroke_width(1)))).map_err(plot_err)?;
+        chart
+            .draw_series(std::iter::once(PathElement::new(vec![(0.0, 0.0), (u, v)], BLACK.stroke_width(1))))
+            .map_err(plot_err)?;
         let style = TextStyle::from(("sans-serif", 16)).pos(Pos::new(HPos::Center, VPos::Center));
-        chart.draw_series(std::iter::once(Text::new(format!("{axis}{}", k + 1), (1.08 * u, 1.08 * v), style))).map_err(plot_err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(format!("{axis}{}", k + 1), (1.08 * u, 1.08 * v), style)))
+            .map_err(plot_err)?;
     }
     // Painter's algorithm: far points first, so that near ones cover them.
-    let mut order: Vec<(f64, f64, f64, usize)> = pts.iter().zip(&run.labels).map(|(&p, &l)| {
-        let (u, v, d) = cam.project(p);
-        (u, v, d, l)
-    }).collect();
+    let mut order: Vec<(f64, f64, f64, usize)> = pts
+        .iter()
+        .zip(&run.labels)
+        .map(|(&p, &l)| {
+            let (u, v, d) = cam.project(p);
+            (u, v, d, l)
+        })
+        .collect();
     order.sort_by(|a, b| a.2.total_cmp(&b.2));
     let on_sphere = run.radius.is_some();
     chart
@@ -860,9 +941,11 @@ fn record_gradients(model_name: &str, name: DatasetName, data_dir: &Path, args: 
     s.seed = args.seed;
     s.train_limit = args.train_limit;
     let train_set = train::load_split(name, data_dir, Split::Train, args.train_limit)?;
-    let mut model = models::build(model_name, &train::model_config(&s, train_set.num_classes)?).map_err(|e| anyhow!("{e}"))?;
+    let mut model =
+        models::build(model_name, &train::model_config(&s, train_set.num_classes)?).map_err(|e| anyhow!("{e}"))?;
     let (augment, _, norm) = train::input_pipeline(&model, &train_set, name, s.augment)?;
-    let loader = Loader::new(&train_set, s.batch_size, true, s.seed, false, augment, Some(norm)).map_err(|e| anyhow!("{e}"))?;
+    let loader =
+        Loader::new(&train_set, s.batch_size, true, s.seed, false, augment, Some(norm)).map_err(|e| anyhow!("{e}"))?;
     let schedule: Schedule = s.schedule.parse().map_err(|e| anyhow!("schedule '{}': {e}", s.schedule))?;
     let mut opt = train::build_optimizer(&s)?;
     let steps = match (args.epochs, args.steps) {
@@ -873,7 +956,15 @@ fn record_gradients(model_name: &str, name: DatasetName, data_dir: &Path, args: 
     let layers = weight_layers(&model);
     let mut per_step: Vec<Vec<f64>> = vec![Vec::with_capacity(steps); layers.len()];
     let (mut loss_sum, mut correct, mut seen, mut done) = (0.0f64, 0usize, 0usize, 0usize);
-    println!("{model_name}: {} parameters, {steps} steps of {} {} images (lr {}, {} {})", model.num_parameters(), s.batch_size, name, s.lr, s.optimizer, s.schedule);
+    println!(
+        "{model_name}: {} parameters, {steps} steps of {} {} images (lr {}, {} {})",
+        model.num_parameters(),
+        s.batch_size,
+        name,
+        s.lr,
+        s.optimizer,
+        s.schedule
+    );
     if loader.num_batches() == 0 {
         bail!("{name}: no training images");
     }
@@ -915,8 +1006,18 @@ fn record_gradients(model_name: &str, name: DatasetName, data_dir: &Path, args: 
             per_step: values,
         })
         .collect();
-    let flow = GradFlow { model: model_name.to_string(), steps, mean_train_loss: loss_sum / seen.max(1) as f64, train_acc: correct as f64 / seen.max(1) as f64, layers };
-    println!("{model_name}: mean training loss {:.4}, accuracy {:.2}% over the {steps} steps", flow.mean_train_loss, 100.0 * flow.train_acc);
+    let flow = GradFlow {
+        model: model_name.to_string(),
+        steps,
+        mean_train_loss: loss_sum / seen.max(1) as f64,
+        train_acc: correct as f64 / seen.max(1) as f64,
+        layers,
+    };
+    println!(
+        "{model_name}: mean training loss {:.4}, accuracy {:.2}% over the {steps} steps",
+        flow.mean_train_loss,
+        100.0 * flow.train_acc
+    );
     Ok(flow)
 }
 
@@ -943,21 +1044,41 @@ pub fn run_gradflow(args: GradflowArgs) -> Result<()> {
     let name = if data_dir.join(DatasetName::Cifar100Fine.dir_name()).is_dir() {
         DatasetName::Cifar100Fine
     } else {
-        println!("CIFAR-100 is not in {} ({}); using CIFAR-10", data_dir.display(), DatasetName::Cifar100Fine.fetch_hint());
+        println!(
+            "CIFAR-100 is not in {} ({}); using CIFAR-10",
+            data_dir.display(),
+            DatasetName::Cifar100Fine.fetch_hint()
+        );
         DatasetName::Cifar10
     };
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let flows = GRAD_MODELS.iter().map(|(m, _)| record_gradients(m, name, &data_dir, &args)).collect::<Result<Vec<_>>>()?;
+    let flows =
+        GRAD_MODELS.iter().map(|(m, _)| record_gradients(m, name, &data_dir, &args)).collect::<Result<Vec<_>>>()?;
 
     let mut csv = String::from("model,layer,parameter,shape,mean_abs_grad,min_step,max_step,steps\n");
     for f in &flows {
         for l in &f.layers {
-            let (lo, hi) = l.per_step.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            let (lo, hi) =
+                l.per_step.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
             let shape: Vec<String> = l.shape.iter().map(|d| d.to_string()).collect();
-            csv += &format!("{},{},{},{},{:.6e},{lo:.6e},{hi:.6e},{}\n", f.model, l.label, l.parameter, shape.join("x"), l.mean_abs_grad, f.steps);
+            csv += &format!(
+                "{},{},{},{},{:.6e},{lo:.6e},{hi:.6e},{}\n",
+                f.model,
+                l.label,
+                l.parameter,
+                shape.join("x"),
+                l.mean_abs_grad,
+                f.steps
+            );
         }
     }
-    let report = GradflowReport { dataset: name.as_str(), width_multiplier: args.width_multiplier, batch_size: args.batch_size, seed: args.seed, models: &flows };
+    let report = GradflowReport {
+        dataset: name.as_str(),
+        width_multiplier: args.width_multiplier,
+        batch_size: args.batch_size,
+        seed: args.seed,
+        models: &flows,
+    };
     train::write_atomic(&args.out.join("gradflow.csv"), &csv)?;
     train::write_atomic(&args.out.join("gradflow.json"), &serde_json::to_string_pretty(&report)?)?;
 
@@ -967,7 +1088,11 @@ pub fn run_gradflow(args: GradflowArgs) -> Result<()> {
         args.width_multiplier, args.batch_size, flows[0].steps, args.seed
     );
     // Both bar panels share one log scale, so that the bars compare across panels.
-    let all: Vec<f64> = flows.iter().flat_map(|f| f.layers.iter().flat_map(|l| l.per_step.iter().copied())).filter(|v| *v > 0.0 && v.is_finite()).collect();
+    let all: Vec<f64> = flows
+        .iter()
+        .flat_map(|f| f.layers.iter().flat_map(|l| l.per_step.iter().copied()))
+        .filter(|v| *v > 0.0 && v.is_finite())
+        .collect();
     let (lo, hi) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     if !(lo.is_finite() && hi.is_finite()) {
         bail!("every recorded gradient is zero or not finite; nothing to draw");
@@ -982,7 +1107,12 @@ pub fn run_gradflow(args: GradflowArgs) -> Result<()> {
         }
         draw_grad_histograms(&bottom, &flows, (lo, hi))
     })?;
-    println!("wrote {}, {} and {}", png.display(), args.out.join("gradflow.csv").display(), args.out.join("gradflow.json").display());
+    println!(
+        "wrote {}, {} and {}",
+        png.display(),
+        args.out.join("gradflow.csv").display(),
+        args.out.join("gradflow.json").display()
+    );
     Ok(())
 }
 
@@ -1015,7 +1145,10 @@ fn draw_grad_bars(area: &Area, display: &str, flow: &GradFlow, color: RGBColor, 
         .map_err(plot_err)?;
     chart
         .draw_series(flow.layers.iter().enumerate().filter(|(_, l)| l.mean_abs_grad > 0.0).map(|(i, l)| {
-            let mut bar = Rectangle::new([(SegmentValue::Exact(i), y.0), (SegmentValue::Exact(i + 1), l.mean_abs_grad)], color.mix(0.85).filled());
+            let mut bar = Rectangle::new(
+                [(SegmentValue::Exact(i), y.0), (SegmentValue::Exact(i + 1), l.mean_abs_grad)],
+                color.mix(0.85).filled(),
+            );
             bar.set_margin(0, 0, 6, 6);
             bar
         }))
@@ -1071,7 +1204,12 @@ fn draw_grad_histograms(area: &Area, flows: &[GradFlow], (lo, hi): (f64, f64)) -
         let color = GRAD_COLORS[i];
         let edge = |k: usize| 10f64.powf(a + k as f64 * width);
         chart
-            .draw_series(c.iter().enumerate().filter(|(_, &n)| n > 0).map(|(k, &n)| Rectangle::new([(edge(k), 0.0), (edge(k + 1), n as f64)], color.mix(0.45).filled())))
+            .draw_series(
+                c.iter()
+                    .enumerate()
+                    .filter(|(_, &n)| n > 0)
+                    .map(|(k, &n)| Rectangle::new([(edge(k), 0.0), (edge(k + 1), n as f64)], color.mix(0.45).filled())),
+            )
             .map_err(plot_err)?
             .label(format!("{} ({} layers x {} steps)", GRAD_MODELS[i].1, flow.layers.len(), flow.steps))
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.mix(0.6).filled()));
@@ -1110,7 +1248,8 @@ mod tests {
         // f(x, y) = x + y - 1 on [0, 2] x [0, 2], 10 x 10 cells.
         let n = 10;
         let step = 0.2;
-        let values: Vec<f64> = (0..=n).flat_map(|j| (0..=n).map(move |i| i as f64 * step + j as f64 * step - 1.0)).collect();
+        let values: Vec<f64> =
+            (0..=n).flat_map(|j| (0..=n).map(move |i| i as f64 * step + j as f64 * step - 1.0)).collect();
         let segments = zero_contour(&values, n, n, (0.0, 0.0), (step, step));
         assert!(!segments.is_empty());
         for s in &segments {

@@ -124,7 +124,9 @@ fn main() -> ExitCode {
         },
         Command::Data(d) => match d.command {
             DataCommand::Fetch { name, dir } => train::run_fetch(&name, dir),
-            DataCommand::Show { name, split, count, augmented, data, out } => train::run_show(&name, &split, count, augmented, data, &out),
+            DataCommand::Show { name, split, count, augmented, data, out } => {
+                train::run_show(&name, &split, count, augmented, data, &out)
+            }
         },
     };
     match result {

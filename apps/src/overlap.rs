@@ -98,13 +98,13 @@ mod tests {
         let inside = 0.5e-3; // radians
         let beyond = 1.5e-3;
         let x: Vec<f32> = [
-            [1.0, 0.0, 0.0],                       // 0
-            [3.0, 0.0, 0.0],                       // 1: same direction as 0, other norm
-            [0.0, 1.0, 0.0],                       // 2
+            [1.0, 0.0, 0.0],                                     // 0
+            [3.0, 0.0, 0.0],                                     // 1: same direction as 0, other norm
+            [0.0, 1.0, 0.0],                                     // 2
             [0.0, (inside as f32).cos(), (inside as f32).sin()], // 3: 0.5 mrad from 2
-            [0.0, 0.0, 1.0],                       // 4
+            [0.0, 0.0, 1.0],                                     // 4
             [(beyond as f32).sin(), 0.0, (beyond as f32).cos()], // 5: 1.5 mrad from 4
-            [1.0, 1.0, 1.0],                       // 6: alone
+            [1.0, 1.0, 1.0],                                     // 6: alone
         ]
         .concat();
         let labels = [0, 1, 2, 2, 4, 4, 6];

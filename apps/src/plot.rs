@@ -16,7 +16,9 @@ pub fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The font ships inside the binary, so failing to parse it is a build defect.
-        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).map_err(|_| ()).expect("bundled font parses");
+        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+            .map_err(|_| ())
+            .expect("bundled font parses");
     });
 }
 
@@ -35,7 +37,12 @@ pub const PALETTE: [RGBColor; 10] = [
 ];
 
 /// Draws into a `width x height` canvas with `draw`, then writes a PNG to `path` ([`save_png`]).
-pub fn render_png(path: &Path, width: u32, height: u32, draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<()>) -> Result<()> {
+pub fn render_png(
+    path: &Path,
+    width: u32,
+    height: u32,
+    draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<()>,
+) -> Result<()> {
     register_font();
     let mut buf = vec![255u8; (width * height * 3) as usize];
     {
@@ -72,7 +79,14 @@ pub fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 }
 
 /// A line chart with axis labels and a legend.
-pub fn line_chart(area: &DrawingArea<BitMapBackend, Shift>, title: &str, x_label: &str, y_label: &str, series: &[Series], legend: SeriesLabelPosition) -> Result<()> {
+pub fn line_chart(
+    area: &DrawingArea<BitMapBackend, Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    legend: SeriesLabelPosition,
+) -> Result<()> {
     let all = series.iter().flat_map(|s| s.points.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in all.filter(|p| p.0.is_finite() && p.1.is_finite()) {

@@ -145,7 +145,24 @@ impl Settings {
         macro_rules! take {
             ($($f:ident),*) => { $( if let Some(v) = o.$f.clone() { self.$f = v; } )* };
         }
-        take!(epochs, batch_size, optimizer, lr, momentum, weight_decay, nesterov, schedule, scaling, radius, learn_scaling, learn_radius, delta, width_multiplier, augment, seed);
+        take!(
+            epochs,
+            batch_size,
+            optimizer,
+            lr,
+            momentum,
+            weight_decay,
+            nesterov,
+            schedule,
+            scaling,
+            radius,
+            learn_scaling,
+            learn_radius,
+            delta,
+            width_multiplier,
+            augment,
+            seed
+        );
         if o.width.is_some() {
             self.width = o.width.clone();
         }
@@ -165,9 +182,15 @@ mod tests {
     #[test]
     fn paper_recipes_follow_the_table_and_flags_win() {
         let s = paper("sph_lenet", "mnist");
-        assert_eq!((s.optimizer.as_str(), s.lr, s.batch_size, s.epochs, s.scaling, s.radius), ("adam", 1e-3, 128, 20, 5.0, 5.0));
+        assert_eq!(
+            (s.optimizer.as_str(), s.lr, s.batch_size, s.epochs, s.scaling, s.radius),
+            ("adam", 1e-3, 128, 20, 5.0, 5.0)
+        );
         let s = paper("vgg11_bn", "cifar10");
-        assert_eq!((s.optimizer.as_str(), s.lr, s.weight_decay, s.schedule.as_str(), s.epochs), ("sgd", 0.05, 5e-4, "step:30:0.5", 300));
+        assert_eq!(
+            (s.optimizer.as_str(), s.lr, s.weight_decay, s.schedule.as_str(), s.epochs),
+            ("sgd", 0.05, 5e-4, "step:30:0.5", 300)
+        );
         let s = paper("sph_vgg16_bn", "cifar100");
         assert_eq!((s.lr, s.schedule.as_str(), s.epochs), (0.1, "multistep:60,120,160:0.2", 200));
         let s = paper("sph_fnn", "mnist");

@@ -28,9 +28,13 @@ struct Run {
 }
 
 fn read_run(dir: &Path) -> Result<Run> {
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).with_context(|| format!("reading {}", dir.join("config.json").display()))?)
-        .with_context(|| format!("{}: not JSON", dir.join("config.json").display()))?;
-    let settings: Settings = serde_json::from_value(config["settings"].clone()).with_context(|| format!("{}: field settings", dir.join("config.json").display()))?;
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("config.json"))
+            .with_context(|| format!("reading {}", dir.join("config.json").display()))?,
+    )
+    .with_context(|| format!("{}: not JSON", dir.join("config.json").display()))?;
+    let settings: Settings = serde_json::from_value(config["settings"].clone())
+        .with_context(|| format!("{}: field settings", dir.join("config.json").display()))?;
     let path = dir.join("metrics.jsonl");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let history = text
@@ -70,7 +74,8 @@ pub fn run_report(args: ReportArgs) -> Result<()> {
             format!("{m:.2} ± {s:.2}")
         };
         let last = pm(runs.iter().map(|r| 100.0 * r.history.last().map(|m| m.test_acc).unwrap_or(f64::NAN)).collect());
-        let best = pm(runs.iter().map(|r| 100.0 * r.history.iter().map(|m| m.test_acc).fold(f64::MIN, f64::max)).collect());
+        let best =
+            pm(runs.iter().map(|r| 100.0 * r.history.iter().map(|m| m.test_acc).fold(f64::MIN, f64::max)).collect());
         let tail = pm(runs
             .iter()
             .map(|r| {
@@ -92,10 +97,17 @@ pub fn run_report(args: ReportArgs) -> Result<()> {
                 "not reached".to_string()
             })
             .collect();
-        let speed = mean_std(&runs.iter().flat_map(|r| r.history.iter().map(|m| m.images_per_sec)).collect::<Vec<_>>()).0;
-        let wall = mean_std(&runs.iter().map(|r| r.history.iter().map(|m| m.seconds).sum::<f64>()).collect::<Vec<_>>()).0;
+        let speed =
+            mean_std(&runs.iter().flat_map(|r| r.history.iter().map(|m| m.images_per_sec)).collect::<Vec<_>>()).0;
+        let wall =
+            mean_std(&runs.iter().map(|r| r.history.iter().map(|m| m.seconds).sum::<f64>()).collect::<Vec<_>>()).0;
         let epochs = runs.iter().map(|r| r.history.len()).max().unwrap_or(0);
-        println!("| {dataset} | {model} | {} | {epochs} | {last} | {best} | {tail} | {} | {speed:.0} | {:.0} s per run |", runs.len(), reach.join(", "), wall);
+        println!(
+            "| {dataset} | {model} | {} | {epochs} | {last} | {best} | {tail} | {} | {speed:.0} | {:.0} s per run |",
+            runs.len(),
+            reach.join(", "),
+            wall
+        );
     }
     Ok(())
 }

@@ -17,8 +17,8 @@ use engine::ops::elementwise::mix_seed;
 use engine::optim::{Adam, Optimizer, Schedule, Sgd};
 use engine::{Graph, Mode, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
-use plotters::prelude::SeriesLabelPosition;
 use models::{Model, ModelConfig};
+use plotters::prelude::SeriesLabelPosition;
 use serde::{Deserialize, Serialize};
 
 use crate::plot;
@@ -116,7 +116,15 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     fn overrides(&self) -> Overrides {
-        let flag = |on: bool, off: bool| if on { Some(true) } else if off { Some(false) } else { None };
+        let flag = |on: bool, off: bool| {
+            if on {
+                Some(true)
+            } else if off {
+                Some(false)
+            } else {
+                None
+            }
+        };
         Overrides {
             epochs: self.epochs,
             batch_size: self.batch_size,
@@ -201,7 +209,8 @@ fn set_threads(threads: Option<usize>) -> Result<usize> {
 
 /// A data set name from the command line, or an error listing the valid ones.
 pub fn parse_dataset(name: &str) -> Result<DatasetName> {
-    name.parse::<DatasetName>().map_err(|_| anyhow!("unknown data set '{name}' (valid: {})", datasets::NAMES.join(", ")))
+    name.parse::<DatasetName>()
+        .map_err(|_| anyhow!("unknown data set '{name}' (valid: {})", datasets::NAMES.join(", ")))
 }
 
 /// The model configuration a run's settings describe.
@@ -215,7 +224,13 @@ pub fn model_config(s: &Settings, classes: usize) -> Result<ModelConfig> {
         classes,
         widths,
         width_multiplier: s.width_multiplier,
-        sphere: SphereConfig { delta: s.delta, scaling: s.scaling, radius: s.radius, learn_scaling: s.learn_scaling, learn_radius: s.learn_radius },
+        sphere: SphereConfig {
+            delta: s.delta,
+            scaling: s.scaling,
+            radius: s.radius,
+            learn_scaling: s.learn_scaling,
+            learn_radius: s.learn_radius,
+        },
         seed: s.seed,
     })
 }
@@ -232,7 +247,12 @@ pub fn build_optimizer(s: &Settings) -> Result<Box<dyn Optimizer>> {
 
 /// Training and test loaders' augmentation: the model's input size decides a resize
 /// (F-MNIST 28 -> 32 for the one-channel VGG); the channels must match.
-pub fn input_pipeline(model: &Model, ds: &Dataset, name: DatasetName, augment: bool) -> Result<(Augment, Augment, Normalize)> {
+pub fn input_pipeline(
+    model: &Model,
+    ds: &Dataset,
+    name: DatasetName,
+    augment: bool,
+) -> Result<(Augment, Augment, Normalize)> {
     let [c, h, w] = model.input_shape();
     if c != ds.channels || h != w || (h != ds.height && !(ds.height == 28 && h == 32)) {
         bail!(
@@ -262,7 +282,13 @@ pub fn load_split(name: DatasetName, dir: &Path, split: Split, limit: Option<usi
 
 /// One optimization step on a batch: forward, loss, backward, update.
 /// Returns (mean loss, number of correct predictions).
-pub fn train_step(model: &mut Model, x: Tensor, labels: &[usize], seed: u64, opt: &mut dyn Optimizer) -> Result<(f32, usize)> {
+pub fn train_step(
+    model: &mut Model,
+    x: Tensor,
+    labels: &[usize],
+    seed: u64,
+    opt: &mut dyn Optimizer,
+) -> Result<(f32, usize)> {
     let (loss, correct) = forward_backward(model, x, labels, seed)?;
     opt.step(model.params_mut());
     Ok((loss, correct))
@@ -332,7 +358,11 @@ fn choose_out_dir(args: &TrainArgs, s: &Settings) -> Result<PathBuf> {
     }
     if let Some(out) = &args.out {
         if holds_run(out) {
-            bail!("{} already holds a run; choose another --out, or continue it with --resume {}", out.display(), out.join("last.safetensors").display());
+            bail!(
+                "{} already holds a run; choose another --out, or continue it with --resume {}",
+                out.display(),
+                out.join("last.safetensors").display()
+            );
         }
         return Ok(out.clone());
     }
@@ -354,7 +384,15 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Saves parameters, buffers, optimizer state, settings, history and progress.
-fn save_checkpoint(path: &Path, model: &Model, opt: &dyn Optimizer, s: &Settings, history: &[EpochMetrics], progress: &Progress, best_acc: f64) -> Result<()> {
+fn save_checkpoint(
+    path: &Path,
+    model: &Model,
+    opt: &dyn Optimizer,
+    s: &Settings,
+    history: &[EpochMetrics],
+    progress: &Progress,
+    best_acc: f64,
+) -> Result<()> {
     let mut tensors = checkpoint::store_tensors(model.params());
     tensors.extend(opt.state(model.params()));
     let meta = HashMap::from([
@@ -370,7 +408,9 @@ fn save_checkpoint(path: &Path, model: &Model, opt: &dyn Optimizer, s: &Settings
 }
 
 pub fn read_meta<T: for<'de> Deserialize<'de>>(path: &Path, ckpt: &Checkpoint, key: &str) -> Result<T> {
-    let text = ckpt.metadata.get(key).ok_or_else(|| anyhow!("{}: not a checkpoint written by `sph train` (metadata '{key}' missing)", path.display()))?;
+    let text = ckpt.metadata.get(key).ok_or_else(|| {
+        anyhow!("{}: not a checkpoint written by `sph train` (metadata '{key}' missing)", path.display())
+    })?;
     serde_json::from_str(text).map_err(|e| anyhow!("{}: metadata '{key}' unreadable: {e}", path.display()))
 }
 
@@ -462,7 +502,13 @@ pub struct RunOutput {
 
 /// Trains with resolved settings `s`, writing config.json, metrics.jsonl, checkpoints and
 /// curves.png into `out`. Returns `None` when Ctrl-C interrupted the run (after saving).
-pub fn execute(s: Settings, data_dir: &Path, out: &Path, resumed: Option<(Checkpoint, PathBuf)>, verbosity: Verbosity) -> Result<Option<RunOutput>> {
+pub fn execute(
+    s: Settings,
+    data_dir: &Path,
+    out: &Path,
+    resumed: Option<(Checkpoint, PathBuf)>,
+    verbosity: Verbosity,
+) -> Result<Option<RunOutput>> {
     let name = parse_dataset(&s.dataset)?;
     let threads = rayon::current_num_threads();
     let schedule: Schedule = s.schedule.parse().map_err(|e| anyhow!("--schedule: {e}"))?;
@@ -473,7 +519,8 @@ pub fn execute(s: Settings, data_dir: &Path, out: &Path, resumed: Option<(Checkp
     let test_set = load_split(name, data_dir, Split::Test, s.test_limit)?;
     let mut model = models::build(&s.model, &model_config(&s, train_set.num_classes)?).map_err(|e| anyhow!("{e}"))?;
     let (train_aug, test_aug, norm) = input_pipeline(&model, &train_set, name, s.augment)?;
-    let train_loader = Loader::new(&train_set, s.batch_size, true, s.seed, false, train_aug, Some(norm.clone())).map_err(|e| anyhow!("{e}"))?;
+    let train_loader = Loader::new(&train_set, s.batch_size, true, s.seed, false, train_aug, Some(norm.clone()))
+        .map_err(|e| anyhow!("{e}"))?;
     let test_loader = Loader::new(&test_set, 500, false, 0, false, test_aug, Some(norm)).map_err(|e| anyhow!("{e}"))?;
     let mut opt = build_optimizer(&s)?;
 
@@ -508,7 +555,14 @@ pub fn execute(s: Settings, data_dir: &Path, out: &Path, resumed: Option<(Checkp
         let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
     }
     if verbosity == Verbosity::Full {
-        println!("sph train: {} on {} ({} train / {} test images), {} parameters, {threads} threads", s.model, s.dataset, train_set.len, test_set.len, model.params().num_learnable());
+        println!(
+            "sph train: {} on {} ({} train / {} test images), {} parameters, {threads} threads",
+            s.model,
+            s.dataset,
+            train_set.len,
+            test_set.len,
+            model.params().num_learnable()
+        );
         println!("settings: {}", serde_json::to_string(&s)?);
         println!("output: {}", out.display());
     }
@@ -522,7 +576,11 @@ pub fn execute(s: Settings, data_dir: &Path, out: &Path, resumed: Option<(Checkp
         opt.set_lr(lr);
         let bar = if interactive {
             let b = ProgressBar::new(steps_per_epoch as u64);
-            b.set_style(ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}").expect("valid template").progress_chars("=> "));
+            b.set_style(
+                ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
             b.set_prefix(format!("{}/{}", epoch + 1, s.epochs));
             Some(b)
         } else {
@@ -546,7 +604,12 @@ pub fn execute(s: Settings, data_dir: &Path, out: &Path, resumed: Option<(Checkp
             let seed = mix_seed(&[s.seed, epoch as u64, this_step as u64]);
             let (loss, correct) = train_step(&mut model, x, &batch.labels, seed, opt.as_mut())?;
             if !loss.is_finite() {
-                bail!("loss became {loss} at epoch {}, step {} (lr {lr}); the last good checkpoint is {}", epoch + 1, this_step + 1, last_path.display());
+                bail!(
+                    "loss became {loss} at epoch {}, step {} (lr {lr}); the last good checkpoint is {}",
+                    epoch + 1,
+                    this_step + 1,
+                    last_path.display()
+                );
             }
             progress.steps_done = this_step + 1;
             progress.loss_sum += loss as f64 * n as f64;
@@ -573,7 +636,13 @@ pub fn execute(s: Settings, data_dir: &Path, out: &Path, resumed: Option<(Checkp
         }
         if interrupted {
             save_checkpoint(&last_path, &model, opt.as_ref(), &s, &history, &progress, best_acc)?;
-            println!("interrupted at epoch {}, step {}: saved {}; continue with --resume {}", epoch + 1, progress.steps_done, last_path.display(), last_path.display());
+            println!(
+                "interrupted at epoch {}, step {}: saved {}; continue with --resume {}",
+                epoch + 1,
+                progress.steps_done,
+                last_path.display(),
+                last_path.display()
+            );
             return Ok(None);
         }
         let train_seconds = progress.seconds;
@@ -608,9 +677,11 @@ pub fn execute(s: Settings, data_dir: &Path, out: &Path, resumed: Option<(Checkp
         save_checkpoint(&last_path, &model, opt.as_ref(), &s, &history, &progress, best_acc)?;
         if improved {
             std::fs::copy(&last_path, out.join("best.safetensors.tmp")).context("writing best.safetensors")?;
-            std::fs::rename(out.join("best.safetensors.tmp"), out.join("best.safetensors")).context("writing best.safetensors")?;
+            std::fs::rename(out.join("best.safetensors.tmp"), out.join("best.safetensors"))
+                .context("writing best.safetensors")?;
         }
-        let lines: String = history.iter().map(|m| serde_json::to_string(m).map(|l| l + "\n")).collect::<Result<_, _>>()?;
+        let lines: String =
+            history.iter().map(|m| serde_json::to_string(m).map(|l| l + "\n")).collect::<Result<_, _>>()?;
         write_atomic(&out.join("metrics.jsonl"), &lines)?;
         draw_curves(&out.join("curves.png"), &history)?;
         std::io::stdout().flush().ok();
@@ -631,7 +702,14 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     let (_, test_aug, norm) = input_pipeline(&model, &test_set, name, false)?;
     let loader = Loader::new(&test_set, 500, false, 0, false, test_aug, Some(norm)).map_err(|e| anyhow!("{e}"))?;
     let eval = evaluate(&mut model, &loader)?;
-    println!("{} on {} test ({} images): loss {:.4}, accuracy {:.2}%", s.model, name, test_set.len, eval.loss, 100.0 * eval.acc);
+    println!(
+        "{} on {} test ({} images): loss {:.4}, accuracy {:.2}%",
+        s.model,
+        name,
+        test_set.len,
+        eval.loss,
+        100.0 * eval.acc
+    );
     println!("confusion matrix (rows: true class, columns: predicted):");
     let names = &test_set.class_names;
     let width = names.iter().map(|n| n.len()).max().unwrap_or(5).clamp(5, 14);
@@ -649,9 +727,15 @@ pub fn run_models() -> Result<()> {
     for &name in models::names() {
         // The toy task has two classes; everything else is listed with ten.
         let classes = if name.ends_with("toy") { 2 } else { 10 };
-        let model = models::build(name, &ModelConfig { classes, ..ModelConfig::default() }).map_err(|e| anyhow!("{e}"))?;
+        let model =
+            models::build(name, &ModelConfig { classes, ..ModelConfig::default() }).map_err(|e| anyhow!("{e}"))?;
         let [c, h, w] = model.input_shape();
-        println!("{name:<22} {:>12}  {:<9}  {}", model.params().num_learnable(), format!("{c}x{h}x{w}"), models::describe(name).unwrap_or(""));
+        println!(
+            "{name:<22} {:>12}  {:<9}  {}",
+            model.params().num_learnable(),
+            format!("{c}x{h}x{w}"),
+            models::describe(name).unwrap_or("")
+        );
     }
     Ok(())
 }
@@ -666,7 +750,14 @@ pub fn run_fetch(name: &str, dir: Option<PathBuf>) -> Result<()> {
 }
 
 /// `sph data show`.
-pub fn run_show(name: &str, split: &str, count: usize, augmented: bool, data: Option<PathBuf>, out: &Path) -> Result<()> {
+pub fn run_show(
+    name: &str,
+    split: &str,
+    count: usize,
+    augmented: bool,
+    data: Option<PathBuf>,
+    out: &Path,
+) -> Result<()> {
     let name = parse_dataset(name)?;
     let split = match split {
         "train" => Split::Train,
@@ -681,7 +772,8 @@ pub fn run_show(name: &str, split: &str, count: usize, augmented: bool, data: Op
     let cols = (indices.len() as f64).sqrt().ceil() as usize;
     let img = if augmented {
         let norm = datasets::paper_normalize(name);
-        let loader = Loader::new(&ds, count, false, 0, false, datasets::paper_augment(name), Some(norm.clone())).map_err(|e| anyhow!("{e}"))?;
+        let loader = Loader::new(&ds, count, false, 0, false, datasets::paper_augment(name), Some(norm.clone()))
+            .map_err(|e| anyhow!("{e}"))?;
         datasets::batch_grid(&loader.make_batch(0, &indices), Some(&norm), cols, 3)
     } else {
         datasets::sample_grid(&ds, &indices, cols, 3)
@@ -689,7 +781,8 @@ pub fn run_show(name: &str, split: &str, count: usize, augmented: bool, data: Op
     plot::save_png(out, &img)?;
     println!("wrote {} ({} samples, {cols} per row); classes in grid order:", out.display(), indices.len());
     for row in indices.chunks(cols) {
-        let names: Vec<&str> = row.iter().map(|&i| ds.class_names.get(ds.labels[i] as usize).map(String::as_str).unwrap_or("?")).collect();
+        let names: Vec<&str> =
+            row.iter().map(|&i| ds.class_names.get(ds.labels[i] as usize).map(String::as_str).unwrap_or("?")).collect();
         println!("  {}", names.join(", "));
     }
     Ok(())

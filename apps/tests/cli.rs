@@ -37,7 +37,25 @@ fn metrics_without_timing(dir: &Path) -> Vec<serde_json::Value> {
 #[test]
 fn sph_lenet_reaches_96_percent_after_one_full_epoch() {
     let out = scratch("one-epoch");
-    let o = sph(&["train", "--model", "sph_lenet", "--dataset", "mnist", "--epochs", "1", "--optimizer", "adam", "--lr", "1e-3", "--batch-size", "128", "--seed", "1", "--out", out.to_str().unwrap()]);
+    let o = sph(&[
+        "train",
+        "--model",
+        "sph_lenet",
+        "--dataset",
+        "mnist",
+        "--epochs",
+        "1",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-3",
+        "--batch-size",
+        "128",
+        "--seed",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let m = metrics_without_timing(&out);
     let acc = m[0]["test_acc"].as_f64().unwrap();
@@ -61,7 +79,21 @@ fn sph_lenet_reaches_96_percent_after_one_full_epoch() {
 
 #[test]
 fn resume_after_two_epochs_equals_an_uninterrupted_run() {
-    let base = ["train", "--model", "sph_lenet", "--dataset", "mnist", "--train-limit", "1500", "--test-limit", "300", "--seed", "7", "--threads", "2"];
+    let base = [
+        "train",
+        "--model",
+        "sph_lenet",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "1500",
+        "--test-limit",
+        "300",
+        "--seed",
+        "7",
+        "--threads",
+        "2",
+    ];
     let whole = scratch("whole");
     let o = sph(&[&base[..], &["--epochs", "4", "--out", whole.to_str().unwrap()]].concat());
     assert!(o.status.success(), "{}", text(&o));
@@ -89,30 +121,70 @@ fn assert_one_line_error(o: &Output, needles: &[&str]) {
 
 #[test]
 fn bad_input_gives_one_line_and_exit_code_2() {
-    assert_one_line_error(&sph(&["train", "--model", "resnet", "--dataset", "mnist"]), &["unknown model 'resnet'", "sph_lenet", "vgg11_bn"]);
-    assert_one_line_error(&sph(&["train", "--model", "lenet", "--dataset", "imagenet"]), &["unknown data set 'imagenet'", "cifar10"]);
-    assert_one_line_error(&sph(&["train", "--model", "vgg11_bn", "--dataset", "mnist", "--epochs", "1"]), &["vgg11_bn", "3x32x32", "1x28x28"]);
+    assert_one_line_error(
+        &sph(&["train", "--model", "resnet", "--dataset", "mnist"]),
+        &["unknown model 'resnet'", "sph_lenet", "vgg11_bn"],
+    );
+    assert_one_line_error(
+        &sph(&["train", "--model", "lenet", "--dataset", "imagenet"]),
+        &["unknown data set 'imagenet'", "cifar10"],
+    );
+    assert_one_line_error(
+        &sph(&["train", "--model", "vgg11_bn", "--dataset", "mnist", "--epochs", "1"]),
+        &["vgg11_bn", "3x32x32", "1x28x28"],
+    );
     let out = scratch("bad");
     std::fs::create_dir_all(&out).unwrap();
     let junk = out.join("junk.safetensors");
     std::fs::write(&junk, b"not a checkpoint at all").unwrap();
     assert_one_line_error(&sph(&["eval", "--checkpoint", junk.to_str().unwrap()]), &["junk.safetensors"]);
-    assert_one_line_error(&sph(&["train", "--model", "lenet", "--dataset", "mnist", "--resume", junk.to_str().unwrap()]), &["junk.safetensors"]);
+    assert_one_line_error(
+        &sph(&["train", "--model", "lenet", "--dataset", "mnist", "--resume", junk.to_str().unwrap()]),
+        &["junk.safetensors"],
+    );
     // Missing data names the fetch command.
-    let o = Command::new(env!("CARGO_BIN_EXE_sph")).args(["train", "--model", "lenet", "--dataset", "mnist"]).env("SPH_DATA", out.join("nowhere")).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_sph"))
+        .args(["train", "--model", "lenet", "--dataset", "mnist"])
+        .env("SPH_DATA", out.join("nowhere"))
+        .output()
+        .unwrap();
     assert_one_line_error(&o, &["fetch-data.sh mnist"]);
     // An output folder that holds a run is never overwritten.
     std::fs::write(out.join("metrics.jsonl"), "{}\n").unwrap();
-    assert_one_line_error(&sph(&["train", "--model", "lenet", "--dataset", "mnist", "--out", out.to_str().unwrap()]), &["already holds a run"]);
+    assert_one_line_error(
+        &sph(&["train", "--model", "lenet", "--dataset", "mnist", "--out", out.to_str().unwrap()]),
+        &["already holds a run"],
+    );
     assert_eq!(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap(), "{}\n");
-    assert_one_line_error(&sph(&["train", "--model", "lenet", "--dataset", "mnist", "--schedule", "cosine"]), &["cosine"]);
+    assert_one_line_error(
+        &sph(&["train", "--model", "lenet", "--dataset", "mnist", "--schedule", "cosine"]),
+        &["cosine"],
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
 fn a_diverging_run_stops_naming_epoch_and_step() {
     let out = scratch("nan");
-    let o = sph(&["train", "--model", "lenet", "--dataset", "mnist", "--train-limit", "2000", "--test-limit", "100", "--optimizer", "sgd", "--lr", "1e30", "--epochs", "1", "--out", out.to_str().unwrap()]);
+    let o = sph(&[
+        "train",
+        "--model",
+        "lenet",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "2000",
+        "--test-limit",
+        "100",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e30",
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_one_line_error(&o, &["epoch 1, step"]);
     assert!(!out.join("last.safetensors").exists(), "a diverged state must not be saved");
     let _ = std::fs::remove_dir_all(&out);
@@ -144,7 +216,23 @@ fn data_show_writes_a_grid_and_lists_classes() {
 #[test]
 fn ctrl_c_saves_mid_epoch_and_the_resumed_run_equals_an_uninterrupted_one() {
     use std::io::{BufRead, BufReader};
-    let base = ["train", "--model", "sph_lenet", "--dataset", "mnist", "--train-limit", "40000", "--test-limit", "500", "--epochs", "1", "--seed", "3", "--threads", "2"];
+    let base = [
+        "train",
+        "--model",
+        "sph_lenet",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "40000",
+        "--test-limit",
+        "500",
+        "--epochs",
+        "1",
+        "--seed",
+        "3",
+        "--threads",
+        "2",
+    ];
     let whole = scratch("ctrlc-whole");
     let o = sph(&[&base[..], &["--out", whole.to_str().unwrap()]].concat());
     assert!(o.status.success(), "{}", text(&o));

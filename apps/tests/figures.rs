@@ -41,7 +41,8 @@ fn toy_figure_trains_both_networks_and_the_spherized_one_separates_the_clusters(
     assert!(stdout.contains("sph_toy: final training accuracy 100.00%"), "{stdout}");
     // The class regions shade most of the canvas.
     assert_drawn(&out.join("toy.png"), 1200, 1060, 0.3);
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("toy.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("toy.json")).unwrap()).unwrap();
     let models: Vec<&str> = summary.as_array().unwrap().iter().map(|m| m["model"].as_str().unwrap()).collect();
     assert_eq!(models, ["toy", "sph_toy"]);
     // The spherized net's last layer has no bias and its representations lie on the circle r = 1.
@@ -53,14 +54,28 @@ fn toy_figure_trains_both_networks_and_the_spherized_one_separates_the_clusters(
 #[test]
 fn sphere_figure_trains_three_networks_and_reuses_finished_runs() {
     let out = scratch("sphere");
-    let args = ["figure", "sphere", "--train-limit", "512", "--test-limit", "256", "--epochs", "1", "--out", out.to_str().unwrap()];
+    let args = [
+        "figure",
+        "sphere",
+        "--train-limit",
+        "512",
+        "--test-limit",
+        "256",
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ];
     let o = sph(&args);
     assert!(o.status.success(), "{}", text(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     for (model, dims) in [("simple_cnn_2d", 2), ("simple_cnn_3d", 3), ("sph_cnn_3d", 3)] {
         assert!(stdout.contains(&format!("{model}: test accuracy")), "{stdout}");
         assert!(stdout.contains(&format!("representations of {dims} dimensions")), "{stdout}");
-        assert!(out.join("runs").join(format!("{model}-e1-n512-s0")).join("last.safetensors").is_file(), "{model}'s run missing");
+        assert!(
+            out.join("runs").join(format!("{model}-e1-n512-s0")).join("last.safetensors").is_file(),
+            "{model}'s run missing"
+        );
     }
     assert_drawn(&out.join("sphere.png"), 1500, 1500, 0.01);
     // Drawing again loads the finished runs instead of training them again.
@@ -75,7 +90,20 @@ fn sphere_figure_trains_three_networks_and_reuses_finished_runs() {
 #[test]
 fn gradflow_figure_records_every_layer_of_both_networks() {
     let out = scratch("gradflow");
-    let o = sph(&["figure", "gradflow", "--steps", "2", "--batch-size", "32", "--train-limit", "256", "--width-multiplier", "0.125", "--out", out.to_str().unwrap()]);
+    let o = sph(&[
+        "figure",
+        "gradflow",
+        "--steps",
+        "2",
+        "--batch-size",
+        "32",
+        "--train-limit",
+        "256",
+        "--width-multiplier",
+        "0.125",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     assert_drawn(&out.join("gradflow.png"), 1400, 1000, 0.02);
     // 8 convolutions and 3 linear maps per network, one CSV line each.
@@ -83,7 +111,8 @@ fn gradflow_figure_records_every_layer_of_both_networks() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 1 + 2 * 11, "{csv}");
     assert!(lines.iter().any(|l| l.starts_with("sph_vgg11_bn,fc3,classifier.4.layer.weight,")), "{csv}");
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("gradflow.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("gradflow.json")).unwrap()).unwrap();
     let models = report["models"].as_array().unwrap();
     assert_eq!(models.len(), 2);
     for m in models {
@@ -114,7 +143,11 @@ fn bad_figure_flags_give_one_line_and_exit_code_2() {
         assert!(err.contains(needle), "'{needle}' missing from: {err}");
     }
     // Missing MNIST names the fetch command.
-    let o = Command::new(env!("CARGO_BIN_EXE_sph")).args(["figure", "sphere", "--epochs", "1", "--out", out.to_str().unwrap()]).env("SPH_DATA", out.join("nowhere")).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_sph"))
+        .args(["figure", "sphere", "--epochs", "1", "--out", out.to_str().unwrap()])
+        .env("SPH_DATA", out.join("nowhere"))
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("fetch-data.sh mnist"), "{}", text(&o));
     let _ = std::fs::remove_dir_all(&out);

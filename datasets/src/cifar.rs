@@ -47,7 +47,12 @@ fn read_records(path: &Path, record: usize) -> Result<Vec<u8>, DataError> {
     let got = read_up_to(&mut file, &mut data).map_err(|e| DataError::io(path, e))?;
     if got < size {
         // The file shrank between the size check and the read.
-        return Err(DataError::Truncated { path: path.to_path_buf(), field: "file length", expected: len, found: got as u64 });
+        return Err(DataError::Truncated {
+            path: path.to_path_buf(),
+            field: "file length",
+            expected: len,
+            found: got as u64,
+        });
     }
     Ok(data)
 }
@@ -57,7 +62,8 @@ pub fn read_cifar10(path: &Path) -> Result<CifarRecords, DataError> {
     let data = read_records(path, RECORD_10)?;
     check_labels(path, "label", &data, RECORD_10, 0, 10)?;
     let n = data.len() / RECORD_10;
-    let mut out = CifarRecords { labels: Vec::with_capacity(n), coarse: Vec::new(), pixels: Vec::with_capacity(n * PIXELS) };
+    let mut out =
+        CifarRecords { labels: Vec::with_capacity(n), coarse: Vec::new(), pixels: Vec::with_capacity(n * PIXELS) };
     for rec in data.chunks_exact(RECORD_10) {
         out.labels.push(rec[0]);
         out.pixels.extend_from_slice(&rec[1..]);

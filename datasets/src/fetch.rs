@@ -69,13 +69,9 @@ fn fetch_archive(name: DatasetName, dir: &Path, folder: &Path, base: &str) -> Re
     let result = (|| {
         let archive = tmp.join(download.file);
         download_checked(name, &format!("{base}{}", download.file), &archive, download.md5)?;
-        let status = Command::new("tar")
-            .arg("xzf")
-            .arg(&archive)
-            .arg("-C")
-            .arg(&tmp)
-            .status()
-            .map_err(|e| DataError::Download { url: archive.display().to_string(), message: format!("cannot run tar: {e}") })?;
+        let status = Command::new("tar").arg("xzf").arg(&archive).arg("-C").arg(&tmp).status().map_err(|e| {
+            DataError::Download { url: archive.display().to_string(), message: format!("cannot run tar: {e}") }
+        })?;
         if !status.success() {
             return Err(DataError::Download {
                 url: archive.display().to_string(),

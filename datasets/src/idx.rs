@@ -104,13 +104,9 @@ pub(crate) fn check_labels(
 ) -> Result<(), DataError> {
     let bad = data.iter().skip(offset).step_by(stride).enumerate().find(|(_, &l)| l as usize >= limit);
     match bad {
-        Some((record, &found)) => Err(DataError::LabelOutOfRange {
-            path: path.to_path_buf(),
-            field,
-            record,
-            limit,
-            found,
-        }),
+        Some((record, &found)) => {
+            Err(DataError::LabelOutOfRange { path: path.to_path_buf(), field, record, limit, found })
+        }
         None => Ok(()),
     }
 }

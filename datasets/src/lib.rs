@@ -27,8 +27,8 @@ mod loader;
 mod source;
 
 pub use augment::{
-    denormalize, hflip, normalize, paper_augment, paper_normalize, random_crop, random_rotate, resize_bilinear,
-    rotate, shift, to_unit, Augment, ImageShape, Normalize,
+    denormalize, hflip, normalize, paper_augment, paper_normalize, random_crop, random_rotate, resize_bilinear, rotate,
+    shift, to_unit, Augment, ImageShape, Normalize,
 };
 pub use checksums::{md5_content, md5_hex, verify, KnownFile};
 pub use dataset::{
@@ -72,10 +72,6 @@ pub fn channel_mean_std(ds: &Dataset) -> (Vec<f64>, Vec<f64>) {
         return (vec![0.0; c], vec![0.0; c]);
     }
     let mean: Vec<f64> = sum.iter().map(|&s| s as f64 / n / 255.0).collect();
-    let std = sq
-        .iter()
-        .zip(&mean)
-        .map(|(&q, &m)| (q as f64 / n / (255.0 * 255.0) - m * m).max(0.0).sqrt())
-        .collect();
+    let std = sq.iter().zip(&mean).map(|(&q, &m)| (q as f64 / n / (255.0 * 255.0) - m * m).max(0.0).sqrt()).collect();
     (mean, std)
 }

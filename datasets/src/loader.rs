@@ -60,10 +60,18 @@ impl<'a> Loader<'a> {
         normalize: Option<Normalize>,
     ) -> Result<Loader<'a>, DataError> {
         if batch_size == 0 {
-            return Err(DataError::InvalidArgument { field: "batch size", expected: "at least 1".into(), found: "0".into() });
+            return Err(DataError::InvalidArgument {
+                field: "batch size",
+                expected: "at least 1".into(),
+                found: "0".into(),
+            });
         }
         if augment.resize_to == Some(0) {
-            return Err(DataError::InvalidArgument { field: "resize", expected: "at least 1 pixel".into(), found: "0".into() });
+            return Err(DataError::InvalidArgument {
+                field: "resize",
+                expected: "at least 1 pixel".into(),
+                found: "0".into(),
+            });
         }
         if let Some(d) = augment.rotate_degrees {
             if !d.is_finite() {
@@ -151,10 +159,7 @@ impl<'a> Loader<'a> {
         let shape = self.image_shape();
         let per = shape.len();
         let mut images = vec![0.0f32; indices.len() * per];
-        images
-            .par_chunks_mut(per.max(1))
-            .zip(indices.par_iter())
-            .for_each(|(out, &i)| self.prepare(epoch, i, out));
+        images.par_chunks_mut(per.max(1)).zip(indices.par_iter()).for_each(|(out, &i)| self.prepare(epoch, i, out));
         Batch {
             images,
             labels: indices.iter().map(|&i| self.dataset.labels[i] as usize).collect(),

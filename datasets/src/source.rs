@@ -65,18 +65,12 @@ impl Source {
     /// more than promised.
     pub(crate) fn read_body(&mut self, consumed: u64, len: u64) -> Result<Vec<u8>, DataError> {
         let path = self.path.clone();
-        let expected = consumed.checked_add(len).ok_or_else(|| DataError::Overflow {
-            path: path.clone(),
-            dims: format!("{consumed} + {len} bytes"),
-        })?;
+        let expected = consumed
+            .checked_add(len)
+            .ok_or_else(|| DataError::Overflow { path: path.clone(), dims: format!("{consumed} + {len} bytes") })?;
         if !self.gzip {
             if self.file_len < expected {
-                return Err(DataError::Truncated {
-                    path,
-                    field: "file length",
-                    expected,
-                    found: self.file_len,
-                });
+                return Err(DataError::Truncated { path, field: "file length", expected, found: self.file_len });
             }
             if self.file_len > expected {
                 return Err(DataError::TrailingBytes {
@@ -105,30 +99,17 @@ impl Source {
 
         let max = self.file_len.saturating_mul(MAX_DEFLATE_RATIO).saturating_add(1024);
         if expected > max {
-            return Err(DataError::ImplausibleSize {
-                path,
-                promised: expected,
-                compressed: self.file_len,
-                max,
-            });
+            return Err(DataError::ImplausibleSize { path, promised: expected, compressed: self.file_len, max });
         }
         // No preallocation: the vector only grows as real data arrives, and the cap stops
         // a stream that goes on past its promise.
         let mut body = Vec::new();
         let cap = len.saturating_add(1);
         let gzip = self.gzip;
-        (&mut self.reader)
-            .take(cap)
-            .read_to_end(&mut body)
-            .map_err(|e| self.error(e, gzip))?;
+        (&mut self.reader).take(cap).read_to_end(&mut body).map_err(|e| self.error(e, gzip))?;
         let got = body.len() as u64;
         if got < len {
-            return Err(DataError::Truncated {
-                path,
-                field: "decompressed length",
-                expected,
-                found: consumed + got,
-            });
+            return Err(DataError::Truncated { path, field: "decompressed length", expected, found: consumed + got });
         }
         if got > len {
             return Err(DataError::TrailingBytes {

@@ -32,7 +32,10 @@ fn unreachable_site_says_so_in_one_line_and_names_the_script() {
     assert!(matches!(err, DataError::Unreachable { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(!msg.contains('\n'), "{msg}");
-    assert!(msg.contains("could not reach http://127.0.0.1:9/mnist/") && msg.contains("scripts/fetch-data.sh mnist"), "{msg}");
+    assert!(
+        msg.contains("could not reach http://127.0.0.1:9/mnist/") && msg.contains("scripts/fetch-data.sh mnist"),
+        "{msg}"
+    );
     assert!(files(&dir.0).is_empty(), "nothing left behind: {:?}", files(&dir.0));
 
     let err = fetch_from(DatasetName::Cifar10, &dir.0, "http://127.0.0.1:9").unwrap_err();
@@ -69,7 +72,8 @@ fn verify_reports_the_file_and_both_md5s() {
     let dir = TempDir::new("verify");
     let err = verify(DatasetName::Mnist, &dir.0).unwrap_err();
     assert!(matches!(err, DataError::Missing { .. }));
-    for f in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"] {
+    for f in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    {
         dir.write(&format!("mnist/{f}.gz"), &gz(b"not mnist"));
     }
     let err = verify(DatasetName::Mnist, &dir.0).unwrap_err();

@@ -87,7 +87,10 @@ fn invalid_loader_arguments_are_errors() {
     let nan = Augment { rotate_degrees: Some(f32::NAN), ..Augment::default() };
     assert!(matches!(bad(4, nan, None), Err(DataError::InvalidArgument { field: "rotation", .. })));
     let two = Normalize { mean: vec![0.5; 2], std: vec![0.5; 2] };
-    assert!(matches!(bad(4, Augment::default(), Some(two)), Err(DataError::InvalidArgument { field: "normalize", .. })));
+    assert!(matches!(
+        bad(4, Augment::default(), Some(two)),
+        Err(DataError::InvalidArgument { field: "normalize", .. })
+    ));
 }
 
 /// A data set with structure (a gradient), so crops and flips change the output.
@@ -117,20 +120,24 @@ fn augmentation_is_deterministic_and_independent_of_threads_and_batch_size() {
     let by_index = |batches: Vec<Batch>| {
         let mut v: Vec<(usize, Vec<f32>)> = batches
             .iter()
-            .flat_map(|b| b.indices.iter().enumerate().map(move |(k, &i)| (i, b.images[k * 4800..(k + 1) * 4800].to_vec())))
+            .flat_map(|b| {
+                b.indices.iter().enumerate().map(move |(k, &i)| (i, b.images[k * 4800..(k + 1) * 4800].to_vec()))
+            })
             .collect();
         v.sort_by_key(|(i, _)| *i);
         v
     };
     let two_threads = by_index(l.epoch(2).collect());
     assert_eq!(l.epoch(2).next().unwrap().shape, [16, 3, 40, 40]);
-    let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| by_index(l.epoch(2).collect()));
+    let one_thread =
+        rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| by_index(l.epoch(2).collect()));
     assert_eq!(two_threads, one_thread, "same result on 1 thread");
     assert_eq!(two_threads, by_index(make(5).epoch(2).collect()), "same result with another batch size");
     let next_epoch = by_index(l.epoch(3).collect());
     assert_ne!(two_threads, next_epoch, "augmentation differs per epoch");
     // Different samples get different augmentations: not all identical images stay identical.
-    let distinct: HashSet<Vec<u32>> = two_threads.iter().map(|(_, v)| v.iter().map(|f| f.to_bits()).collect()).collect();
+    let distinct: HashSet<Vec<u32>> =
+        two_threads.iter().map(|(_, v)| v.iter().map(|f| f.to_bits()).collect()).collect();
     assert!(distinct.len() > 32, "{} distinct of 64", distinct.len());
 }
 
@@ -195,7 +202,9 @@ fn grids_have_the_expected_size_and_pixels() {
     // 3 columns of 4*2 pixels plus 2-pixel gaps; 2 rows.
     assert_eq!(img.dimensions(), (3 * 10 + 2, 2 * 10 + 2));
     assert_eq!(img.get_pixel(2 + 10, 2).0, [5, 5, 5], "tile 1 shows image 5");
-    let l = Loader::new(&ds, 4, false, 0, false, Augment::default(), Some(Normalize { mean: vec![0.5], std: vec![0.5] })).unwrap();
+    let l =
+        Loader::new(&ds, 4, false, 0, false, Augment::default(), Some(Normalize { mean: vec![0.5], std: vec![0.5] }))
+            .unwrap();
     let b = l.epoch(0).next().unwrap();
     let g = batch_grid(&b, Some(&Normalize { mean: vec![0.5], std: vec![0.5] }), 4, 1);
     assert_eq!(g.dimensions(), (4 * 6 + 2, 6 + 2));

@@ -97,7 +97,9 @@ fn cases() -> Vec<Case> {
             name: "truncated header",
             dataset: DatasetName::Mnist,
             files: vec![(IMG, images(5)[..9].to_vec()), (LAB, labels(5))],
-            check: |e| matches!(e, DataError::HeaderTooShort { field: "header dimensions", expected: 16, found: 9, .. }),
+            check: |e| {
+                matches!(e, DataError::HeaderTooShort { field: "header dimensions", expected: 16, found: 9, .. })
+            },
             message: &["header dimensions: expected 16 bytes, found only 9"],
             names: "train-images-idx3-ubyte",
         },
@@ -233,7 +235,9 @@ fn cases() -> Vec<Case> {
             name: "CIFAR-100 fine label out of range",
             dataset: DatasetName::Cifar100Fine,
             files: vec![(C100, encode_cifar100(&[1, 2], &[5, 100], &bytes(2 * PIXELS, 3)))],
-            check: |e| matches!(e, DataError::LabelOutOfRange { field: "fine label", record: 1, limit: 100, found: 100, .. }),
+            check: |e| {
+                matches!(e, DataError::LabelOutOfRange { field: "fine label", record: 1, limit: 100, found: 100, .. })
+            },
             message: &["test.bin: fine label of record 1: expected below 100, found 100"],
             names: "test.bin",
         },
@@ -241,7 +245,9 @@ fn cases() -> Vec<Case> {
             name: "CIFAR-100 coarse label out of range (checked even when loading fine labels)",
             dataset: DatasetName::Cifar100Fine,
             files: vec![(C100, encode_cifar100(&[20, 2], &[5, 6], &bytes(2 * PIXELS, 3)))],
-            check: |e| matches!(e, DataError::LabelOutOfRange { field: "coarse label", record: 0, limit: 20, found: 20, .. }),
+            check: |e| {
+                matches!(e, DataError::LabelOutOfRange { field: "coarse label", record: 0, limit: 20, found: 20, .. })
+            },
             message: &["coarse label of record 0: expected below 20, found 20"],
             names: "test.bin",
         },

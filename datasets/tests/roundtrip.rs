@@ -8,7 +8,15 @@ use datasets::idx::{encode_images, encode_labels};
 use datasets::{load, DataError, Dataset, DatasetName, Split, CIFAR10_CLASSES, FASHION_MNIST_CLASSES, NAMES};
 
 /// Writes an IDX pair under `dir/<sub>/` and returns (pixels, labels).
-fn write_idx(dir: &TempDir, sub: &str, prefix: &str, count: u32, rows: u32, cols: u32, compress: bool) -> (Vec<u8>, Vec<u8>) {
+fn write_idx(
+    dir: &TempDir,
+    sub: &str,
+    prefix: &str,
+    count: u32,
+    rows: u32,
+    cols: u32,
+    compress: bool,
+) -> (Vec<u8>, Vec<u8>) {
     let pixels = bytes((count * rows * cols) as usize, count as u64);
     let labels: Vec<u8> = (0..count).map(|i| (i % 10) as u8).collect();
     let (img, lab) = (encode_images(count, rows, cols, &pixels), encode_labels(&labels));

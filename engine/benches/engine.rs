@@ -31,7 +31,9 @@ fn bench_conv(c: &mut Criterion) {
     let mut group = c.benchmark_group("conv2d_fwd_bwd");
     group.sample_size(10);
     // (name, c_in, c_out, kernel, padding, size), batch 128
-    for &(name, c_in, c_out, k, pad, size) in &[("lenet_conv1", 1, 6, 5, 2, 28), ("lenet_conv2", 6, 16, 5, 0, 14), ("vgg_128_256_8x8", 128, 256, 3, 1, 8)] {
+    for &(name, c_in, c_out, k, pad, size) in
+        &[("lenet_conv1", 1, 6, 5, 2, 28), ("lenet_conv2", 6, 16, 5, 0, 14), ("vgg_128_256_8x8", 128, 256, 3, 1, 8)]
+    {
         let batch = 128;
         let mut rng = StdRng::seed_from_u64(0);
         let mut store = ParamStore::new();
@@ -87,7 +89,9 @@ fn mlp(store: &mut ParamStore) -> Sequential {
 fn bench_train_step(c: &mut Criterion) {
     let mut group = c.benchmark_group("train_step");
     group.sample_size(20);
-    for (name, batch, build) in [("lenet5_b128", 128usize, lenet as fn(&mut ParamStore) -> Sequential), ("mlp_784_500_300_10_b256", 256, mlp)] {
+    for (name, batch, build) in
+        [("lenet5_b128", 128usize, lenet as fn(&mut ParamStore) -> Sequential), ("mlp_784_500_300_10_b256", 256, mlp)]
+    {
         let mut store = ParamStore::new();
         let net = build(&mut store);
         let mut rng = StdRng::seed_from_u64(1);

@@ -4,8 +4,10 @@
 //! the ratio shows in one run. Run with `RAYON_NUM_THREADS=2 cargo bench --bench spherize`.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use engine::kernels::spherize::{
+    backward_channels, backward_rows, forward_channels, forward_rows, lower_angle, SphereParams,
+};
 use rayon::prelude::*;
-use engine::kernels::spherize::{backward_channels, backward_rows, forward_channels, forward_rows, lower_angle, SphereParams};
 use std::time::Duration;
 
 /// Deterministic inputs in [-scale, scale).

@@ -67,7 +67,15 @@ pub enum Op {
     /// The spherization map (rows [B, n] -> [B, n+1], or channels [N, C, H, W] -> [N, C+1, H, W]).
     Spherize { z: Var, alpha: Var, radius: Var, phi_lower: f64 },
     /// Angle-based projection of rows [B, n] onto weight rows [m, n]; keeps the norms and cosines.
-    Angular { x: Var, w: Var, f: ops::angular::AngleFn, projection: ops::angular::Projection, x_norm: Vec<f32>, w_norm: Vec<f32>, cos: Vec<f32> },
+    Angular {
+        x: Var,
+        w: Var,
+        f: ops::angular::AngleFn,
+        projection: ops::angular::Projection,
+        x_norm: Vec<f32>,
+        w_norm: Vec<f32>,
+        cos: Vec<f32>,
+    },
 }
 
 /// One recorded value and the op that produced it.
@@ -212,10 +220,15 @@ impl<'p> Graph<'p> {
     /// are not zeroed here) and into the gradients of [`Graph::variable`] inputs.
     pub fn backward(&mut self, loss: Var) -> Result<()> {
         if self.value(loss).len() != 1 {
-            return Err(EngineError::Shape(format!("backward needs a scalar loss, found shape {:?}", self.shape(loss))));
+            return Err(EngineError::Shape(format!(
+                "backward needs a scalar loss, found shape {:?}",
+                self.shape(loss)
+            )));
         }
         if !self.nodes[loss.0].needs_grad {
-            return Err(EngineError::Config("backward: the loss does not depend on anything trainable (evaluation mode?)".into()));
+            return Err(EngineError::Config(
+                "backward: the loss does not depend on anything trainable (evaluation mode?)".into(),
+            ));
         }
         let mut node_grads: Vec<Option<Tensor>> = (0..self.nodes.len()).map(|_| None).collect();
         node_grads[loss.0] = Some(Tensor::ones(self.shape(loss)));
@@ -233,8 +246,12 @@ impl<'p> Graph<'p> {
                 Op::Leaf | Op::Param(_) => unreachable!(),
                 Op::Linear { x, w, b } => ops::linalg::linear_backward(&values, &mut grads, dy, *x, *w, *b),
                 Op::Matmul { a, b } => ops::linalg::matmul_backward(&values, &mut grads, dy, *a, *b),
-                Op::Conv2d { x, w, b, window } => ops::conv::conv2d_backward(&values, &mut grads, dy, *x, *w, *b, window),
-                Op::MaxPool2d { x, window, argmax } => ops::pool::max_pool2d_backward(&mut grads, dy, *x, window, argmax),
+                Op::Conv2d { x, w, b, window } => {
+                    ops::conv::conv2d_backward(&values, &mut grads, dy, *x, *w, *b, window)
+                }
+                Op::MaxPool2d { x, window, argmax } => {
+                    ops::pool::max_pool2d_backward(&mut grads, dy, *x, window, argmax)
+                }
                 Op::AvgPool2d { x, window } => ops::pool::avg_pool2d_backward(&mut grads, dy, *x, window),
                 Op::BatchNorm { x, gamma, beta, mean, inv_std } => {
                     ops::norm::batch_norm_backward(&values, &mut grads, dy, *x, *gamma, *beta, mean, inv_std)
@@ -258,9 +275,18 @@ impl<'p> Graph<'p> {
                 Op::Spherize { z, alpha, radius, phi_lower } => {
                     ops::spherize::spherize_backward(&values, &mut grads, dy, *z, *alpha, *radius, *phi_lower)
                 }
-                Op::Angular { x, w, f, projection, x_norm, w_norm, cos } => {
-                    ops::angular::angular_backward(&values, &mut grads, dy, *x, *w, *f, *projection, x_norm, w_norm, cos)
-                }
+                Op::Angular { x, w, f, projection, x_norm, w_norm, cos } => ops::angular::angular_backward(
+                    &values,
+                    &mut grads,
+                    dy,
+                    *x,
+                    *w,
+                    *f,
+                    *projection,
+                    x_norm,
+                    w_norm,
+                    cos,
+                ),
             }
         }
         // Keep the gradients of variables (leaves that asked for one) for the caller.

@@ -32,17 +32,21 @@ pub fn store_tensors(store: &ParamStore) -> Vec<(String, Tensor)> {
 /// Writes `tensors` and `metadata` to `path` atomically (temporary file, then rename), so a
 /// crash never leaves a half-written checkpoint under the real name.
 pub fn save(path: &Path, tensors: &[(String, Tensor)], metadata: &HashMap<String, String>) -> Result<()> {
-    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, t)| t.data().iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    let bytes: Vec<Vec<u8>> =
+        tensors.iter().map(|(_, t)| t.data().iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
     let views = tensors
         .iter()
         .zip(&bytes)
         .map(|((name, t), b)| {
             let shape = if t.shape().is_empty() { vec![1] } else { t.shape().to_vec() };
-            TensorView::new(Dtype::F32, shape, b).map(|v| (name.clone(), v)).map_err(|e| ckpt_err(path, format!("tensor {name}: {e}")))
+            TensorView::new(Dtype::F32, shape, b)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| ckpt_err(path, format!("tensor {name}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
     let meta = if metadata.is_empty() { None } else { Some(metadata.clone()) };
-    let encoded = safetensors::tensor::serialize(views, &meta).map_err(|e| ckpt_err(path, format!("cannot encode: {e}")))?;
+    let encoded =
+        safetensors::tensor::serialize(views, &meta).map_err(|e| ckpt_err(path, format!("cannot encode: {e}")))?;
     let tmp = temporary_sibling(path);
     let io = |source| EngineError::Io { path: tmp.clone(), source };
     std::fs::write(&tmp, encoded).map_err(io)?;
@@ -58,8 +62,10 @@ fn temporary_sibling(path: &Path) -> PathBuf {
 /// Reads a checkpoint. A truncated, corrupt or non-f32 file gives an error naming it.
 pub fn load(path: &Path) -> Result<Checkpoint> {
     let bytes = std::fs::read(path).map_err(|source| EngineError::Io { path: path.to_path_buf(), source })?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| ckpt_err(path, format!("not a valid safetensors file: {e}")))?;
-    let parsed = SafeTensors::deserialize(&bytes).map_err(|e| ckpt_err(path, format!("not a valid safetensors file: {e}")))?;
+    let (_, meta) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| ckpt_err(path, format!("not a valid safetensors file: {e}")))?;
+    let parsed =
+        SafeTensors::deserialize(&bytes).map_err(|e| ckpt_err(path, format!("not a valid safetensors file: {e}")))?;
     let mut tensors = HashMap::new();
     for (name, view) in parsed.tensors() {
         if view.dtype() != Dtype::F32 {
@@ -77,7 +83,9 @@ pub fn restore_store(path: &Path, ckpt: &Checkpoint, store: &mut ParamStore) -> 
     let ids: Vec<_> = store.ids().collect();
     for id in ids {
         let name = store.name(id).to_string();
-        let t = ckpt.tensors.get(&name).ok_or_else(|| ckpt_err(path, format!("tensor {name}: missing (does the checkpoint belong to this model?)")))?;
+        let t = ckpt.tensors.get(&name).ok_or_else(|| {
+            ckpt_err(path, format!("tensor {name}: missing (does the checkpoint belong to this model?)"))
+        })?;
         let want = store.value(id).shape().to_vec();
         let fits = t.shape() == want.as_slice() || (want.is_empty() && t.len() == 1);
         if !fits {

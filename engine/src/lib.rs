@@ -16,6 +16,6 @@ pub use autograd::{Graph, Mode, Var};
 pub use error::{EngineError, Result};
 pub use params::{Kind, ParamId, ParamStore};
 pub use tensor::Tensor;
+pub mod checkpoint;
 pub mod nn;
 pub mod optim;
-pub mod checkpoint;

@@ -33,7 +33,14 @@ pub struct Linear {
 
 impl Linear {
     /// Registers `{name}.weight` (and `{name}.bias`) with PyTorch's default init.
-    pub fn new(store: &mut ParamStore, name: &str, fan_in: usize, fan_out: usize, bias: bool, rng: &mut impl Rng) -> Linear {
+    pub fn new(
+        store: &mut ParamStore,
+        name: &str,
+        fan_in: usize,
+        fan_out: usize,
+        bias: bool,
+        rng: &mut impl Rng,
+    ) -> Linear {
         let weight = store.add(format!("{name}.weight"), torch_default_uniform(&[fan_out, fan_in], fan_in, rng));
         let bias = bias.then(|| store.add(format!("{name}.bias"), torch_default_uniform(&[fan_out], fan_in, rng)));
         Linear { weight, bias }
@@ -61,9 +68,20 @@ pub struct Conv2d {
 impl Conv2d {
     /// Registers `{name}.weight` (and `{name}.bias`) with PyTorch's default init.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(store: &mut ParamStore, name: &str, c_in: usize, c_out: usize, kernel: usize, stride: usize, padding: usize, bias: bool, rng: &mut impl Rng) -> Conv2d {
+    pub fn new(
+        store: &mut ParamStore,
+        name: &str,
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        bias: bool,
+        rng: &mut impl Rng,
+    ) -> Conv2d {
         let fan_in = c_in * kernel * kernel;
-        let weight = store.add(format!("{name}.weight"), torch_default_uniform(&[c_out, c_in, kernel, kernel], fan_in, rng));
+        let weight =
+            store.add(format!("{name}.weight"), torch_default_uniform(&[c_out, c_in, kernel, kernel], fan_in, rng));
         let bias = bias.then(|| store.add(format!("{name}.bias"), torch_default_uniform(&[c_out], fan_in, rng)));
         Conv2d { weight, bias, stride, padding }
     }
@@ -326,7 +344,14 @@ pub struct SpherizedLinear {
 
 impl SpherizedLinear {
     /// Registers the spherization's scalars and `{name}.layer.weight` [m, n+1].
-    pub fn new(store: &mut ParamStore, name: &str, n: usize, m: usize, cfg: SphereConfig, rng: &mut impl Rng) -> Result<SpherizedLinear> {
+    pub fn new(
+        store: &mut ParamStore,
+        name: &str,
+        n: usize,
+        m: usize,
+        cfg: SphereConfig,
+        rng: &mut impl Rng,
+    ) -> Result<SpherizedLinear> {
         let sph = Spherization::new(store, &format!("{name}.sph"), n, cfg)?;
         let layer = Linear::new(store, &format!("{name}.layer"), n + 1, m, false, rng);
         Ok(SpherizedLinear { sph, layer })
@@ -356,7 +381,17 @@ pub struct SpherizedConv2d {
 impl SpherizedConv2d {
     /// Registers the spherization's scalars and `{name}.layer.weight` [c_out, c_in+1, k, k].
     #[allow(clippy::too_many_arguments)]
-    pub fn new(store: &mut ParamStore, name: &str, c_in: usize, c_out: usize, kernel: usize, stride: usize, padding: usize, cfg: SphereConfig, rng: &mut impl Rng) -> Result<SpherizedConv2d> {
+    pub fn new(
+        store: &mut ParamStore,
+        name: &str,
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        cfg: SphereConfig,
+        rng: &mut impl Rng,
+    ) -> Result<SpherizedConv2d> {
         let sph = Spherization::new(store, &format!("{name}.sph"), c_in, cfg)?;
         let layer = Conv2d::new(store, &format!("{name}.layer"), c_in + 1, c_out, kernel, stride, padding, false, rng);
         Ok(SpherizedConv2d { sph, layer })

@@ -44,7 +44,11 @@ fn load_buffers(bufs: &mut Buffers, params: &ParamStore, state: &HashMap<String,
         let key = format!("optim.{}.{what}", params.name(id));
         if let Some(t) = state.get(&key) {
             if t.shape() != params.value(id).shape() {
-                return Err(EngineError::Shape(format!("{key}: expected {:?}, found {:?}", params.value(id).shape(), t.shape())));
+                return Err(EngineError::Shape(format!(
+                    "{key}: expected {:?}, found {:?}",
+                    params.value(id).shape(),
+                    t.shape()
+                )));
             }
             *buffer(bufs, id, t.shape()) = t.clone();
         }
@@ -134,7 +138,16 @@ pub struct Adam {
 impl Adam {
     /// Adam with PyTorch's defaults (betas 0.9, 0.999; eps 1e-8).
     pub fn new(lr: f32, weight_decay: f32) -> Adam {
-        Adam { lr, betas: (0.9, 0.999), eps: 1e-8, weight_decay, decoupled: false, steps: 0, exp_avg: Vec::new(), exp_avg_sq: Vec::new() }
+        Adam {
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay,
+            decoupled: false,
+            steps: 0,
+            exp_avg: Vec::new(),
+            exp_avg_sq: Vec::new(),
+        }
     }
 
     /// AdamW with PyTorch's defaults.
@@ -183,7 +196,8 @@ impl Optimizer for Adam {
         self.lr = lr;
     }
     fn state(&self, params: &ParamStore) -> Vec<(String, Tensor)> {
-        let mut out = vec![("optim.step".to_string(), Tensor::from_vec(&[1], vec![self.steps as f32]).expect("one value"))];
+        let mut out =
+            vec![("optim.step".to_string(), Tensor::from_vec(&[1], vec![self.steps as f32]).expect("one value"))];
         save_buffers(&mut out, params, &self.exp_avg, "exp_avg");
         save_buffers(&mut out, params, &self.exp_avg_sq, "exp_avg_sq");
         out
@@ -212,7 +226,9 @@ impl Schedule {
         match self {
             Schedule::Constant => base,
             Schedule::Step { every, gamma } => base * gamma.powi((epoch / (*every).max(1)) as i32),
-            Schedule::MultiStep { milestones, gamma } => base * gamma.powi(milestones.iter().filter(|&&m| m <= epoch).count() as i32),
+            Schedule::MultiStep { milestones, gamma } => {
+                base * gamma.powi(milestones.iter().filter(|&&m| m <= epoch).count() as i32)
+            }
         }
     }
 }
@@ -221,7 +237,11 @@ impl std::str::FromStr for Schedule {
     type Err = EngineError;
     /// Parses `constant`, `step:K:GAMMA` or `multistep:E1,E2,..:GAMMA`.
     fn from_str(s: &str) -> Result<Schedule> {
-        let bad = |why: &str| EngineError::Config(format!("schedule '{s}': {why} (expected constant, step:K:GAMMA or multistep:E1,E2,..:GAMMA)"));
+        let bad = |why: &str| {
+            EngineError::Config(format!(
+                "schedule '{s}': {why} (expected constant, step:K:GAMMA or multistep:E1,E2,..:GAMMA)"
+            ))
+        };
         let parts: Vec<&str> = s.split(':').collect();
         match parts.as_slice() {
             ["constant"] => Ok(Schedule::Constant),
@@ -230,7 +250,11 @@ impl std::str::FromStr for Schedule {
                 gamma: gamma.parse().map_err(|_| bad("GAMMA must be a number"))?,
             }),
             ["multistep", list, gamma] => Ok(Schedule::MultiStep {
-                milestones: list.split(',').map(|e| e.trim().parse::<usize>()).collect::<std::result::Result<_, _>>().map_err(|_| bad("milestones must be integers"))?,
+                milestones: list
+                    .split(',')
+                    .map(|e| e.trim().parse::<usize>())
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|_| bad("milestones must be integers"))?,
                 gamma: gamma.parse().map_err(|_| bad("GAMMA must be a number"))?,
             }),
             _ => Err(bad("unknown form")),

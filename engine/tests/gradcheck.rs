@@ -63,7 +63,9 @@ fn check(name: &str, store: ParamStore, inputs: Vec<Tensor>, build: &Build) {
             plus[k].data_mut()[i] += H;
             let mut minus = inputs.clone();
             minus[k].data_mut()[i] -= H;
-            let fd = (loss_of(&mut store.clone(), &plus, build, &r).0 - loss_of(&mut store.clone(), &minus, build, &r).0) / (2.0 * H as f64);
+            let fd = (loss_of(&mut store.clone(), &plus, build, &r).0
+                - loss_of(&mut store.clone(), &minus, build, &r).0)
+                / (2.0 * H as f64);
             compare(format!("input {k}[{i}]"), fd, input_grads[k].data()[i] as f64);
         }
     }
@@ -74,7 +76,8 @@ fn check(name: &str, store: ParamStore, inputs: Vec<Tensor>, build: &Build) {
             plus.value_mut(id).data_mut()[i] += H;
             let mut minus = store.clone();
             minus.value_mut(id).data_mut()[i] -= H;
-            let fd = (loss_of(&mut plus, &inputs, build, &r).0 - loss_of(&mut minus, &inputs, build, &r).0) / (2.0 * H as f64);
+            let fd = (loss_of(&mut plus, &inputs, build, &r).0 - loss_of(&mut minus, &inputs, build, &r).0)
+                / (2.0 * H as f64);
             compare(format!("{pname}[{i}]"), fd, analytic_store.grad(id).data()[i] as f64);
         }
     }
@@ -114,7 +117,9 @@ fn linear_with_and_without_bias() {
 
 #[test]
 fn matmul_both_operands() {
-    check("matmul", ParamStore::new(), vec![rand_t(&[3, 4], 1), rand_t(&[4, 2], 2)], &|g, v| g.matmul(v[0], v[1]).unwrap());
+    check("matmul", ParamStore::new(), vec![rand_t(&[3, 4], 1), rand_t(&[4, 2], 2)], &|g, v| {
+        g.matmul(v[0], v[1]).unwrap()
+    });
 }
 
 #[test]
@@ -145,14 +150,22 @@ fn conv2d_groups_images_per_gemm_with_a_ragged_last_group() {
 
 #[test]
 fn max_pool_kernel3_stride2_overlapping_and_kernel2() {
-    check("max_pool_k3_s2", ParamStore::new(), vec![spaced_t(&[2, 2, 7, 7], 1)], &|g, v| g.max_pool2d(v[0], 3, 2).unwrap());
-    check("max_pool_k2_s2", ParamStore::new(), vec![spaced_t(&[1, 2, 4, 6], 2)], &|g, v| g.max_pool2d(v[0], 2, 2).unwrap());
+    check("max_pool_k3_s2", ParamStore::new(), vec![spaced_t(&[2, 2, 7, 7], 1)], &|g, v| {
+        g.max_pool2d(v[0], 3, 2).unwrap()
+    });
+    check("max_pool_k2_s2", ParamStore::new(), vec![spaced_t(&[1, 2, 4, 6], 2)], &|g, v| {
+        g.max_pool2d(v[0], 2, 2).unwrap()
+    });
 }
 
 #[test]
 fn avg_pool() {
-    check("avg_pool_k2_s2", ParamStore::new(), vec![rand_t(&[2, 2, 4, 4], 1)], &|g, v| g.avg_pool2d(v[0], 2, 2).unwrap());
-    check("avg_pool_k3_s1", ParamStore::new(), vec![rand_t(&[1, 1, 5, 4], 2)], &|g, v| g.avg_pool2d(v[0], 3, 1).unwrap());
+    check("avg_pool_k2_s2", ParamStore::new(), vec![rand_t(&[2, 2, 4, 4], 1)], &|g, v| {
+        g.avg_pool2d(v[0], 2, 2).unwrap()
+    });
+    check("avg_pool_k3_s1", ParamStore::new(), vec![rand_t(&[1, 1, 5, 4], 2)], &|g, v| {
+        g.avg_pool2d(v[0], 3, 1).unwrap()
+    });
 }
 
 fn bn_store(channels: usize) -> (ParamStore, BatchNormIds) {
@@ -169,8 +182,12 @@ fn bn_store(channels: usize) -> (ParamStore, BatchNormIds) {
 #[test]
 fn batch_norm_training_2d_and_1d() {
     let (store, ids) = bn_store(3);
-    check("batch_norm2d_train", store.clone(), vec![rand_t(&[2, 3, 2, 3], 1)], &move |g, v| g.batch_norm(v[0], ids, 0.1, 1e-5).unwrap());
-    check("batch_norm1d_train", store, vec![rand_t(&[5, 3], 2)], &move |g, v| g.batch_norm(v[0], ids, 0.1, 1e-5).unwrap());
+    check("batch_norm2d_train", store.clone(), vec![rand_t(&[2, 3, 2, 3], 1)], &move |g, v| {
+        g.batch_norm(v[0], ids, 0.1, 1e-5).unwrap()
+    });
+    check("batch_norm1d_train", store, vec![rand_t(&[5, 3], 2)], &move |g, v| {
+        g.batch_norm(v[0], ids, 0.1, 1e-5).unwrap()
+    });
 }
 
 #[test]
@@ -180,7 +197,9 @@ fn elementwise_ops() {
     check("tanh", ParamStore::new(), vec![rand_t(&[3, 4], 3)], &|g, v| g.tanh(v[0]));
     check("scale", ParamStore::new(), vec![rand_t(&[3, 4], 4)], &|g, v| g.scale(v[0], -2.5));
     check("add", ParamStore::new(), vec![rand_t(&[3, 4], 5), rand_t(&[3, 4], 6)], &|g, v| g.add(v[0], v[1]).unwrap());
-    check("add_row_bias", ParamStore::new(), vec![rand_t(&[3, 4], 7), rand_t(&[4], 8)], &|g, v| g.add(v[0], v[1]).unwrap());
+    check("add_row_bias", ParamStore::new(), vec![rand_t(&[3, 4], 7), rand_t(&[4], 8)], &|g, v| {
+        g.add(v[0], v[1]).unwrap()
+    });
     check("mul", ParamStore::new(), vec![rand_t(&[3, 4], 9), rand_t(&[3, 4], 10)], &|g, v| g.mul(v[0], v[1]).unwrap());
     check("mul_self", ParamStore::new(), vec![rand_t(&[5], 11)], &|g, v| g.mul(v[0], v[0]).unwrap());
 }

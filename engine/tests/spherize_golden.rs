@@ -7,8 +7,8 @@
 //! gradient rather than by r, atol = 1e-5 max(r, 1) times the largest |want| of that quantity
 //! (for the scalars dL/dscaling and dL/dradius, also at least that of dL/dx).
 
-use serde_json::Value;
 use engine::kernels::spherize::{backward_rows, forward_rows, lower_angle, SphereParams};
+use serde_json::Value;
 use std::path::PathBuf;
 
 /// The golden file: `$SPH_GOLDEN` if set, else `shared/golden/spherization.json` found by

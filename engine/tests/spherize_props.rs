@@ -20,10 +20,10 @@
 //! Each comparison with a finite difference also allows its rounding noise,
 //! 4 eps sum_k |g_k s_k| / h (about 1e-9 of the typical gradient).
 
-use proptest::prelude::*;
 use engine::kernels::spherize::{
     backward_channels, backward_rows, forward_channels, forward_rows, lower_angle, SphereParams,
 };
+use proptest::prelude::*;
 use std::f64::consts::FRAC_PI_2;
 
 // ------------------------------------------------------------------------------------------
@@ -165,10 +165,7 @@ struct Case {
 
 fn case() -> impl Strategy<Value = Case> {
     (1usize..512, 1usize..=8, 0.1f32..10.0, 0.1f32..10.0, delta()).prop_flat_map(|(n, rows, alpha, r, delta)| {
-        (
-            proptest::collection::vec(input(), rows * n),
-            proptest::collection::vec(-1.0f32..1.0, rows * (n + 1)),
-        )
+        (proptest::collection::vec(input(), rows * n), proptest::collection::vec(-1.0f32..1.0, rows * (n + 1)))
             .prop_map(move |(z, g)| Case { n, rows, z, g, alpha, r, delta })
     })
 }

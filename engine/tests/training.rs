@@ -33,7 +33,14 @@ fn mlp(store: &mut ParamStore, seed: u64) -> Sequential {
 }
 
 /// One training step; returns the loss.
-fn train_step(store: &mut ParamStore, net: &dyn Module, opt: &mut dyn Optimizer, x: &Tensor, labels: &[usize], seed: u64) -> f32 {
+fn train_step(
+    store: &mut ParamStore,
+    net: &dyn Module,
+    opt: &mut dyn Optimizer,
+    x: &Tensor,
+    labels: &[usize],
+    seed: u64,
+) -> f32 {
     store.zero_grads();
     let loss_value = {
         let mut g = Graph::new(store, Mode::Train, seed);
@@ -180,7 +187,19 @@ fn checkpoint_names_follow_pytorch_and_python_can_read_them() {
     let mut store = ParamStore::new();
     let _net = small_conv_net(&mut store, 1);
     let names: Vec<&str> = store.ids().map(|id| store.name(id)).collect();
-    assert_eq!(names, ["net.0.weight", "net.0.bias", "net.1.weight", "net.1.bias", "net.1.running_mean", "net.1.running_var", "net.6.weight", "net.6.bias"]);
+    assert_eq!(
+        names,
+        [
+            "net.0.weight",
+            "net.0.bias",
+            "net.1.weight",
+            "net.1.bias",
+            "net.1.running_mean",
+            "net.1.running_var",
+            "net.6.weight",
+            "net.6.bias"
+        ]
+    );
     let path = tmp_path("python.safetensors");
     checkpoint::save(&path, &checkpoint::store_tensors(&store), &HashMap::new()).unwrap();
 
@@ -222,8 +241,16 @@ fn truncated_or_corrupt_checkpoints_are_errors_naming_the_file() {
         ("three_bytes", good[..3].to_vec()),
         ("truncated_header", good[..20].to_vec()),
         ("truncated_body", good[..good.len() - 10].to_vec()),
-        ("huge_header_len", { let mut b = good.clone(); b[..8].copy_from_slice(&u64::MAX.to_le_bytes()); b }),
-        ("garbage_json", { let mut b = good.clone(); b[8] = b'!'; b }),
+        ("huge_header_len", {
+            let mut b = good.clone();
+            b[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+            b
+        }),
+        ("garbage_json", {
+            let mut b = good.clone();
+            b[8] = b'!';
+            b
+        }),
     ];
     for (name, bytes) in cases {
         let p = tmp_path(&format!("{name}.safetensors"));

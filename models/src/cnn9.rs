@@ -49,7 +49,14 @@ pub(crate) struct AngularLinear {
 
 impl AngularLinear {
     /// Registers `{name}.fc.weight` with PyTorch's default Linear init (uniform in +-1/sqrt(in)).
-    fn new(b: &mut Builder, name: &str, fan_in: usize, fan_out: usize, f: AngleFn, projection: Projection) -> AngularLinear {
+    fn new(
+        b: &mut Builder,
+        name: &str,
+        fan_in: usize,
+        fan_out: usize,
+        f: AngleFn,
+        projection: Projection,
+    ) -> AngularLinear {
         let bound = 1.0 / (fan_in as f32).sqrt();
         let w = Tensor::uniform(&[fan_out, fan_in], -bound, bound, &mut b.rng);
         AngularLinear { weight: b.store.add(format!("{name}.fc.weight"), w), f, projection }
@@ -64,7 +71,13 @@ impl Module for AngularLinear {
 }
 
 /// One classifier layer `n -> m` computing `op`.
-fn classifier_layer(b: &mut Builder, name: &str, op: Operator, n: usize, m: usize) -> std::result::Result<Layer, ModelError> {
+fn classifier_layer(
+    b: &mut Builder,
+    name: &str,
+    op: Operator,
+    n: usize,
+    m: usize,
+) -> std::result::Result<Layer, ModelError> {
     Ok(match op {
         Operator::Plain => Layer::Linear(b.linear(name, n, m, true)),
         Operator::Angle(f, projection) => Layer::Angular(AngularLinear::new(b, name, n, m, f, projection)),
@@ -78,7 +91,12 @@ const STAGES: [usize; 3] = [128, 192, 256];
 const HIDDEN: usize = 256;
 
 /// A CNN-9 whose last classifier layer (`Scope::Last`) or both (`Scope::Both`) compute `op`.
-pub(crate) fn cnn9(name: &'static str, cfg: &ModelConfig, op: Operator, scope: Scope) -> std::result::Result<Model, ModelError> {
+pub(crate) fn cnn9(
+    name: &'static str,
+    cfg: &ModelConfig,
+    op: Operator,
+    scope: Scope,
+) -> std::result::Result<Model, ModelError> {
     let mut b = Builder::new(name, cfg);
     let mut features = Sequential::new("features");
     let mut c_in = 3;

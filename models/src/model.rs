@@ -242,12 +242,21 @@ impl<'c> Builder<'c> {
     }
 
     /// `{name}.weight` [c_out, c_in, k, k] and `{name}.bias`, stride 1, initialized by `init`.
-    pub(crate) fn conv(&mut self, name: &str, c_in: usize, c_out: usize, kernel: usize, padding: usize, init: ConvInit) -> Conv2d {
+    pub(crate) fn conv(
+        &mut self,
+        name: &str,
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        padding: usize,
+        init: ConvInit,
+    ) -> Conv2d {
         let conv = Conv2d::new(&mut self.store, name, c_in, c_out, kernel, 1, padding, true, &mut self.rng);
         if init == ConvInit::KaimingFanOut {
             // torchvision's VGG: kaiming_normal_(mode="fan_out", nonlinearity="relu"), zero bias.
             let std = (2.0 / (c_out * kernel * kernel) as f32).sqrt();
-            *self.store.value_mut(conv.weight) = Tensor::normal(&[c_out, c_in, kernel, kernel], 0.0, std, &mut self.rng);
+            *self.store.value_mut(conv.weight) =
+                Tensor::normal(&[c_out, c_in, kernel, kernel], 0.0, std, &mut self.rng);
             if let Some(bias) = conv.bias {
                 self.store.value_mut(bias).fill_zero();
             }
@@ -265,7 +274,12 @@ impl<'c> Builder<'c> {
     }
 
     /// Spherization (n -> n+1) and a bias-free n+1 -> m map named `{name}.sph.*`, `{name}.layer.weight`.
-    pub(crate) fn spherized(&mut self, name: &str, n: usize, m: usize) -> std::result::Result<Arc<SpherizedLinear>, ModelError> {
+    pub(crate) fn spherized(
+        &mut self,
+        name: &str,
+        n: usize,
+        m: usize,
+    ) -> std::result::Result<Arc<SpherizedLinear>, ModelError> {
         let layer = SpherizedLinear::new(&mut self.store, name, n, m, self.cfg.sphere, &mut self.rng)
             .map_err(|source| ModelError::Engine { model: self.name.to_string(), source })?;
         let layer = Arc::new(layer);

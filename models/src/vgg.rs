@@ -44,7 +44,13 @@ const HIDDEN: usize = 4096;
 /// A VGG-BN. `one_channel`: 1x32x32 input and average pooling (the official F-MNIST variant);
 /// otherwise 3x32x32 and max-pooling. Convolutions use torchvision's VGG init; the
 /// classifier, which the official code rebuilds after that init, PyTorch's default.
-pub(crate) fn vgg(name: &'static str, cfg: &ModelConfig, depth: VggDepth, one_channel: bool, spherized: bool) -> Result<Model, ModelError> {
+pub(crate) fn vgg(
+    name: &'static str,
+    cfg: &ModelConfig,
+    depth: VggDepth,
+    one_channel: bool,
+    spherized: bool,
+) -> Result<Model, ModelError> {
     let mut b = Builder::new(name, cfg);
     let widths = cfg.widths.unwrap_or(DEFAULT_WIDTHS).map(|w| cfg.scaled(w));
     let in_channels = if one_channel { 1 } else { 3 };

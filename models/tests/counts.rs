@@ -45,7 +45,8 @@ fn cnn9_counts_follow_the_layer_definitions() {
     let cfg = ModelConfig::default();
     // features: 3x3 convs with bias + BN (2 per channel), classifier 4096-256-10.
     let conv = |c_in: usize, c_out: usize| c_in * c_out * 9 + c_out + 2 * c_out;
-    let features = conv(3, 128) + 2 * conv(128, 128) + conv(128, 192) + 2 * conv(192, 192) + conv(192, 256) + 2 * conv(256, 256);
+    let features =
+        conv(3, 128) + 2 * conv(128, 128) + conv(128, 192) + 2 * conv(192, 192) + conv(192, 256) + 2 * conv(256, 256);
     let (first, last) = (4096 * 256 + 256, 256 * 10 + 10);
     assert_eq!(count("cnn9", &cfg), features + first + last);
     // Projections are bias-free.
@@ -113,24 +114,45 @@ fn parameter_names_follow_the_official_code() {
         }
         i += 1;
     }
-    want.extend(["classifier.0.weight", "classifier.0.bias", "classifier.3.weight", "classifier.3.bias", "classifier.6.weight", "classifier.6.bias"].map(String::from));
+    want.extend(
+        [
+            "classifier.0.weight",
+            "classifier.0.bias",
+            "classifier.3.weight",
+            "classifier.3.bias",
+            "classifier.6.weight",
+            "classifier.6.bias",
+        ]
+        .map(String::from),
+    );
     assert_eq!(vgg, want);
     let sph_vgg = learnable("sph_vgg11_bn", &small);
-    assert_eq!(sph_vgg[sph_vgg.len() - 2..], owned(&[("classifier.4.sph.scaling", &[1]), ("classifier.4.layer.weight", &[10, 4097])]));
+    assert_eq!(
+        sph_vgg[sph_vgg.len() - 2..],
+        owned(&[("classifier.4.sph.scaling", &[1]), ("classifier.4.layer.weight", &[10, 4097])])
+    );
     let bn = build("vgg11_bn", &small).unwrap();
-    assert!(bn.params().find("features.1.running_mean").is_some() && bn.params().find("features.1.running_var").is_some());
+    assert!(
+        bn.params().find("features.1.running_mean").is_some() && bn.params().find("features.1.running_var").is_some()
+    );
     let vis = learnable("sph_cnn_3d", &cfg);
-    assert_eq!(vis[vis.len() - 6..], owned(&[
-        ("classifier.0.weight", &[256, 6272]),
-        ("classifier.0.bias", &[256]),
-        ("classifier.2.weight", &[2, 256]),
-        ("classifier.2.bias", &[2]),
-        ("classifier.3.sph.scaling", &[1]),
-        ("classifier.3.layer.weight", &[10, 3]),
-    ]));
+    assert_eq!(
+        vis[vis.len() - 6..],
+        owned(&[
+            ("classifier.0.weight", &[256, 6272]),
+            ("classifier.0.bias", &[256]),
+            ("classifier.2.weight", &[2, 256]),
+            ("classifier.2.bias", &[2]),
+            ("classifier.3.sph.scaling", &[1]),
+            ("classifier.3.layer.weight", &[10, 3]),
+        ])
+    );
     let quarter = ModelConfig { width_multiplier: 0.25, ..cfg.clone() };
     let cnn: Vec<_> = learnable("cnn9_w_linear_d", &quarter);
-    assert_eq!(cnn[cnn.len() - 2..], owned(&[("classifier.0.fc.weight", &[64, 1024]), ("classifier.1.fc.weight", &[10, 64])]));
+    assert_eq!(
+        cnn[cnn.len() - 2..],
+        owned(&[("classifier.0.fc.weight", &[64, 1024]), ("classifier.1.fc.weight", &[10, 64])])
+    );
     assert_eq!(cnn[0], ("features.0.weight".to_string(), vec![32, 3, 3, 3]));
 }
 

@@ -40,7 +40,10 @@ fn assert_on_sphere(name: &str, repr: &Tensor, radius: f32) {
     let width = repr.shape()[1];
     for (i, row) in repr.data().chunks(width).enumerate() {
         let norm = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt() as f32;
-        assert!((norm - radius).abs() <= 1e-4 * radius, "{name}: representation row {i} has norm {norm}, radius {radius}");
+        assert!(
+            (norm - radius).abs() <= 1e-4 * radius,
+            "{name}: representation row {i} has norm {norm}, radius {radius}"
+        );
     }
 }
 
@@ -191,9 +194,26 @@ fn registry_names_are_unique_described_and_complete() {
     assert_eq!(describe("nonexistent"), None);
     // The networks issue 4 names, and the CNN-9 operator grid.
     let mut expected: Vec<String> = [
-        "simple_fnn", "sph_fnn", "lenet", "sph_lenet", "vgg11_bn", "vgg16_bn", "vgg19_bn", "vgg11_bn_one", "sph_vgg11_bn",
-        "sph_vgg16_bn", "sph_vgg19_bn", "sph_vgg11_bn_one", "cnn9", "sph_cnn9_s", "sph_cnn9_d", "simple_cnn_2d",
-        "simple_cnn_3d", "sph_cnn_3d", "toy", "sph_toy",
+        "simple_fnn",
+        "sph_fnn",
+        "lenet",
+        "sph_lenet",
+        "vgg11_bn",
+        "vgg16_bn",
+        "vgg19_bn",
+        "vgg11_bn_one",
+        "sph_vgg11_bn",
+        "sph_vgg16_bn",
+        "sph_vgg19_bn",
+        "sph_vgg11_bn_one",
+        "cnn9",
+        "sph_cnn9_s",
+        "sph_cnn9_d",
+        "simple_cnn_2d",
+        "simple_cnn_3d",
+        "sph_cnn_3d",
+        "toy",
+        "sph_toy",
     ]
     .map(String::from)
     .to_vec();

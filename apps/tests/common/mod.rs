@@ -6,9 +6,15 @@ use std::process::{Command, Output};
 /// The data directory ($SPH_DATA or the workspace's data/); fails, naming the fetch
 /// command, when one of the `(folder, fetch name)` data sets is missing.
 pub fn data_dir(needs: &[(&str, &str)]) -> PathBuf {
-    let dir = std::env::var_os("SPH_DATA").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../data"));
+    let dir = std::env::var_os("SPH_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../data"));
     for (folder, name) in needs {
-        assert!(dir.join(folder).is_dir(), "{folder} missing under {}: run scripts/fetch-data.sh {name} first", dir.display());
+        assert!(
+            dir.join(folder).is_dir(),
+            "{folder} missing under {}: run scripts/fetch-data.sh {name} first",
+            dir.display()
+        );
     }
     dir
 }

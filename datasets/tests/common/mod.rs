@@ -69,7 +69,11 @@ pub fn data_root() -> PathBuf {
     match std::env::var_os("SPH_DATA") {
         Some(d) if !d.is_empty() => {
             let d = PathBuf::from(d);
-            if d.is_absolute() { d } else { root.join(d) }
+            if d.is_absolute() {
+                d
+            } else {
+                root.join(d)
+            }
         }
         _ => root.join("data"),
     }

@@ -32,13 +32,39 @@ unsafe impl Sync for SendPtr {}
 /// `C[m,n] = alpha * op(A)[m,k] @ op(B)[k,n] + beta * C` on the calling thread.
 /// C is row-major and contiguous; A and B are row-major as stored.
 #[allow(clippy::too_many_arguments)]
-pub fn sgemm_serial(ta: Trans, tb: Trans, m: usize, n: usize, k: usize, alpha: f32, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
+pub fn sgemm_serial(
+    ta: Trans,
+    tb: Trans,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: &[f32],
+    b: &[f32],
+    beta: f32,
+    c: &mut [f32],
+) {
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "sgemm: buffers too small");
     let (rsa, csa) = strides(ta, m, k);
     let (rsb, csb) = strides(tb, k, n);
     // SAFETY: the asserts above keep every index the strides can reach inside the slices.
     unsafe {
-        matrixmultiply::sgemm(m, k, n, alpha, a.as_ptr(), rsa, csa, b.as_ptr(), rsb, csb, beta, c.as_mut_ptr(), n as isize, 1);
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.as_ptr(),
+            rsa,
+            csa,
+            b.as_ptr(),
+            rsb,
+            csb,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
     }
 }
 
@@ -48,7 +74,18 @@ pub fn sgemm_serial(ta: Trans, tb: Trans, m: usize, n: usize, k: usize, alpha: f
 /// block is one independent `matrixmultiply` call, so every element is summed in the same
 /// order whatever the thread count.
 #[allow(clippy::too_many_arguments)]
-pub fn sgemm(ta: Trans, tb: Trans, m: usize, n: usize, k: usize, alpha: f32, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
+pub fn sgemm(
+    ta: Trans,
+    tb: Trans,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: &[f32],
+    b: &[f32],
+    beta: f32,
+    c: &mut [f32],
+) {
     let threads = rayon::current_num_threads();
     if threads == 1 || m * n * k < PARALLEL_MIN_MACS {
         return sgemm_serial(ta, tb, m, n, k, alpha, a, b, beta, c);

@@ -127,7 +127,8 @@ mod tests {
                             let iy = (oy * g.stride + ki) as isize - g.padding as isize;
                             let ix = (ox * g.stride + kj) as isize - g.padding as isize;
                             if iy >= 0 && ix >= 0 && (iy as usize) < g.height && (ix as usize) < g.width {
-                                col[row * oh * ow + oy * ow + ox] = x[(c * g.height + iy as usize) * g.width + ix as usize];
+                                col[row * oh * ow + oy * ow + ox] =
+                                    x[(c * g.height + iy as usize) * g.width + ix as usize];
                             }
                         }
                     }
@@ -139,7 +140,9 @@ mod tests {
 
     #[test]
     fn im2col_matches_naive_and_col2im_is_its_adjoint() {
-        for &(c, h, w, k, s, p) in &[(2, 5, 6, 3, 1, 1), (3, 7, 7, 3, 2, 1), (1, 8, 8, 5, 1, 2), (2, 6, 5, 2, 2, 0), (1, 4, 4, 5, 1, 2)] {
+        for &(c, h, w, k, s, p) in
+            &[(2, 5, 6, 3, 1, 1), (3, 7, 7, 3, 2, 1), (1, 8, 8, 5, 1, 2), (2, 6, 5, 2, 2, 0), (1, 4, 4, 5, 1, 2)]
+        {
             let g = Window { channels: c, height: h, width: w, kernel_h: k, kernel_w: k, stride: s, padding: p };
             let x: Vec<f32> = (0..c * h * w).map(|i| i as f32 * 0.5 - 3.0).collect();
             let mut col = vec![7.0; g.col_rows() * g.col_cols()];

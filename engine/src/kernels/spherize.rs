@@ -46,9 +46,9 @@
 //! or `radius` give NaN everywhere. Only slice lengths that disagree with the shapes panic.
 
 use std::cell::RefCell;
+use std::f64::consts::FRAC_PI_2;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::f64::consts::FRAC_PI_2;
 
 /// Number of vectors processed side by side (16 f32 = one AVX-512 register, two AVX2 ones).
 pub const LANES: usize = 16;
@@ -100,27 +100,14 @@ pub fn forward_rows(z: &[f32], n: usize, p: SphereParams, out: &mut [f32]) {
 }
 
 /// grad_out: [rows, n+1]; ADDS dL/dz into grad_z ([rows, n]); returns (dL/dalpha, dL/dradius) summed over rows.
-pub fn backward_rows(
-    z: &[f32],
-    n: usize,
-    p: SphereParams,
-    grad_out: &[f32],
-    grad_z: &mut [f32],
-) -> (f32, f32) {
+pub fn backward_rows(z: &[f32], n: usize, p: SphereParams, grad_out: &[f32], grad_z: &mut [f32]) -> (f32, f32) {
     assert_eq!(grad_out.len() % (n + 1), 0, "backward_rows: grad_out.len() is not a multiple of n+1");
     let rows = grad_out.len() / (n + 1);
     backward_channels(z, rows, n, 1, p, grad_out, grad_z)
 }
 
 /// Channel-wise form for feature maps: z [batch, n, hw] (NCHW with n = C) -> out [batch, n+1, hw]: each pixel's channel vector spherized.
-pub fn forward_channels(
-    z: &[f32],
-    batch: usize,
-    n: usize,
-    hw: usize,
-    p: SphereParams,
-    out: &mut [f32],
-) {
+pub fn forward_channels(z: &[f32], batch: usize, n: usize, hw: usize, p: SphereParams, out: &mut [f32]) {
     assert_eq!(z.len(), batch * n * hw, "forward: z must hold batch * n * hw values");
     assert_eq!(out.len(), batch * (n + 1) * hw, "forward: out must hold batch * (n+1) * hw values");
     if out.is_empty() {
@@ -166,9 +153,7 @@ pub fn backward_channels(
     let groups: Vec<_> = z.chunks(z_len).zip(grad_out.chunks(out_len)).zip(grad_z.chunks_mut(z_len)).collect();
     // One partial per group, in group order whatever the thread count: the final sums below
     // are therefore bit-identical for 1 or many threads.
-    let partials = map_groups(groups, z.len() >= PAR_MIN_ELEMS, |((zg, gg), dg)| {
-        backward_group(zg, gg, dg, n, hw, &c)
-    });
+    let partials = map_groups(groups, z.len() >= PAR_MIN_ELEMS, |((zg, gg), dg)| backward_group(zg, gg, dg, n, hw, &c));
     let (mut d_alpha, mut d_radius) = (0.0f64, 0.0f64);
     for (a, r) in partials {
         d_alpha += a;
@@ -235,8 +220,8 @@ fn exp2_neg(u: f32) -> f32 {
     let y = SHIFTER - u;
     let k = y - SHIFTER; // exact
     let g = u + k; // exact: u and -k are within 1/2 of each other
-    // 2^-g: degree-5 minimax polynomial for 2^f on [-1/2, 1/2] (relative error 1.1e-7),
-    // evaluated at f = -g by flipping the signs of the odd coefficients.
+                   // 2^-g: degree-5 minimax polynomial for 2^f on [-1/2, 1/2] (relative error 1.1e-7),
+                   // evaluated at f = -g by flipping the signs of the odd coefficients.
     let mut p = -1.326_472_7e-3f32;
     p = fma(p, g, 9.671_513e-3);
     p = fma(p, g, -5.550_733_6e-2);
@@ -297,7 +282,7 @@ impl Angle {
     fn times_sin(&self, p: f32, err: f32) -> (f32, f32) {
         let head = p * self.sin_hi; // exact when sin_hi == 1
         let tail = fma(-p, self.sin_lo, err); // the small parts: -p v + err
-        // Fast two-sum (|head| >= |tail|): new_p + new_err == head + tail exactly.
+                                              // Fast two-sum (|head| >= |tail|): new_p + new_err == head + tail exactly.
         let new_p = head + tail;
         (new_p, tail - (new_p - head))
     }
@@ -508,7 +493,15 @@ fn pack(src: &[f32], rows: usize, hw: usize, q0: usize, m: usize, dst: &mut [Lan
 
 /// The inverse of [`pack`] for lanes `q0 .. q0+m`, combining with `op(destination, value)`
 /// (store for the forward output, add for the gradient).
-fn unpack(src: &[Lane], dst: &mut [f32], rows: usize, hw: usize, q0: usize, m: usize, op: impl Fn(&mut f32, f32) + Copy) {
+fn unpack(
+    src: &[Lane],
+    dst: &mut [f32],
+    rows: usize,
+    hw: usize,
+    q0: usize,
+    m: usize,
+    op: impl Fn(&mut f32, f32) + Copy,
+) {
     if hw == 1 {
         let dst = &mut dst[q0 * rows..(q0 + m) * rows];
         transpose_blocks(src.as_flattened(), LANES, dst, rows, rows, m, op);
@@ -714,11 +707,8 @@ fn backward_group(z: &[f32], grad_out: &[f32], grad_z: &mut [f32], n: usize, hw:
             let m = LANES.min(pixels - q0);
             pack(z, n, hw, q0, m, zt);
             pack(grad_out, n + 1, hw, q0, m, gt);
-            let (da, dr) = if c.mixed {
-                backward_tile::<true>(zt, gt, work, c)
-            } else {
-                backward_tile::<false>(zt, gt, work, c)
-            };
+            let (da, dr) =
+                if c.mixed { backward_tile::<true>(zt, gt, work, c) } else { backward_tile::<false>(zt, gt, work, c) };
             unpack(zt, grad_z, n, hw, q0, m, |d, v| *d += v);
             // Only real lanes count, in lane order (a fixed order: determinism).
             for l in 0..m {

@@ -45,7 +45,7 @@
 
 use std::f64::consts::PI;
 
-use crate::autograd::{Graph, Grads, Op, Values, Var};
+use crate::autograd::{Grads, Graph, Op, Values, Var};
 use crate::error::{EngineError, Result};
 use crate::kernels::{sgemm, Trans};
 use crate::tensor::Tensor;

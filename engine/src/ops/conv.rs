@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use crate::autograd::{Graph, Grads, Op, Values, Var};
+use crate::autograd::{Grads, Graph, Op, Values, Var};
 use crate::error::{EngineError, Result};
 use crate::kernels::im2col::{col2im_add, im2col};
 use crate::kernels::{sgemm_serial, Trans, Window};
@@ -54,12 +54,19 @@ impl Graph<'_> {
     pub fn conv2d(&mut self, x: Var, w: Var, b: Option<Var>, stride: usize, padding: usize) -> Result<Var> {
         let (xs, ws) = (self.shape(x).to_vec(), self.shape(w).to_vec());
         if xs.len() != 4 || ws.len() != 4 || xs[1] != ws[1] {
-            return Err(EngineError::Shape(format!("conv2d: input {xs:?} does not fit weight {ws:?} (expected [N, {}, H, W])", ws.get(1).copied().unwrap_or(0))));
+            return Err(EngineError::Shape(format!(
+                "conv2d: input {xs:?} does not fit weight {ws:?} (expected [N, {}, H, W])",
+                ws.get(1).copied().unwrap_or(0)
+            )));
         }
         if stride == 0 || xs[2] + 2 * padding < ws[2] || xs[3] + 2 * padding < ws[3] {
-            return Err(EngineError::Shape(format!("conv2d: kernel {}x{} (padding {padding}, stride {stride}) does not fit input {xs:?}", ws[2], ws[3])));
+            return Err(EngineError::Shape(format!(
+                "conv2d: kernel {}x{} (padding {padding}, stride {stride}) does not fit input {xs:?}",
+                ws[2], ws[3]
+            )));
         }
-        let window = Window { channels: xs[1], height: xs[2], width: xs[3], kernel_h: ws[2], kernel_w: ws[3], stride, padding };
+        let window =
+            Window { channels: xs[1], height: xs[2], width: xs[3], kernel_h: ws[2], kernel_w: ws[3], stride, padding };
         let (batch, c_out) = (xs[0], ws[0]);
         let (rows, cols) = (window.col_rows(), window.col_cols());
         let group = images_per_gemm(&window, batch);
@@ -76,13 +83,27 @@ impl Graph<'_> {
                     im2col(&xv[n * in_size..(n + 1) * in_size], &window, &mut col[j * cols..], ld);
                 }
                 // wide [Co, images*HoWo] = W [Co, C*k*k] @ col [C*k*k, images*HoWo]
-                sgemm_serial(Trans::N, Trans::N, c_out, ld, rows, 1.0, wv, &col[..rows * ld], 0.0, &mut wide[..c_out * ld]);
+                sgemm_serial(
+                    Trans::N,
+                    Trans::N,
+                    c_out,
+                    ld,
+                    rows,
+                    1.0,
+                    wv,
+                    &col[..rows * ld],
+                    0.0,
+                    &mut wide[..c_out * ld],
+                );
                 scatter_group(&wide[..c_out * ld], y_g, c_out, cols);
             },
         );
         if let Some(b) = b {
             if self.shape(b) != [c_out] {
-                return Err(EngineError::Shape(format!("conv2d: bias {:?} does not fit {c_out} output channels", self.shape(b))));
+                return Err(EngineError::Shape(format!(
+                    "conv2d: bias {:?} does not fit {c_out} output channels",
+                    self.shape(b)
+                )));
             }
             let bias = self.value(b).data().to_vec();
             y.data_mut().par_chunks_mut(cols).enumerate().for_each(|(i, plane)| {
@@ -97,7 +118,15 @@ impl Graph<'_> {
 
 /// Per group of images (columns side by side): col = im2col(x_group); dy_wide = dy_group as
 /// [Co, group*HoWo];  dW += dy_wide @ col^T;  dx_group += col2im(W^T @ dy_wide);  db += sums of dy.
-pub(crate) fn conv2d_backward(values: &Values, grads: &mut Grads, dy: &[f32], x: Var, w: Var, b: Option<Var>, window: &Window) {
+pub(crate) fn conv2d_backward(
+    values: &Values,
+    grads: &mut Grads,
+    dy: &[f32],
+    x: Var,
+    w: Var,
+    b: Option<Var>,
+    window: &Window,
+) {
     let (xv, wv) = (values.get(x), values.get(w));
     let batch = xv.shape()[0];
     let c_out = wv.shape()[0];
@@ -133,11 +162,33 @@ pub(crate) fn conv2d_backward(values: &Values, grads: &mut Grads, dy: &[f32], x:
                     im2col(&xv.data()[n * in_size..(n + 1) * in_size], window, &mut col[j * cols..], ld);
                 }
                 // dW [Co, C*k*k] += dy_wide [Co, images*HoWo] @ col^T [images*HoWo, C*k*k]
-                sgemm_serial(Trans::N, Trans::T, c_out, rows, ld, 1.0, &dy_wide[..c_out * ld], &col[..rows * ld], 1.0, &mut dw_part);
+                sgemm_serial(
+                    Trans::N,
+                    Trans::T,
+                    c_out,
+                    rows,
+                    ld,
+                    1.0,
+                    &dy_wide[..c_out * ld],
+                    &col[..rows * ld],
+                    1.0,
+                    &mut dw_part,
+                );
             }
             if let Some(dx) = dx_chunk.as_deref_mut() {
                 // dcol [C*k*k, images*HoWo] = W^T @ dy_wide, then scattered back onto each image.
-                sgemm_serial(Trans::T, Trans::N, rows, ld, c_out, 1.0, wv.data(), &dy_wide[..c_out * ld], 0.0, &mut col[..rows * ld]);
+                sgemm_serial(
+                    Trans::T,
+                    Trans::N,
+                    rows,
+                    ld,
+                    c_out,
+                    1.0,
+                    wv.data(),
+                    &dy_wide[..c_out * ld],
+                    0.0,
+                    &mut col[..rows * ld],
+                );
                 for j in 0..images {
                     let local = start + j - first;
                     col2im_add(&col[j * cols..], window, &mut dx[local * in_size..(local + 1) * in_size], ld);

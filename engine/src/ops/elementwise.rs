@@ -3,7 +3,7 @@
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
-use crate::autograd::{Graph, Grads, Op, Values, Var};
+use crate::autograd::{Grads, Graph, Op, Values, Var};
 use crate::error::{EngineError, Result};
 use crate::kernels::parallel::{accumulate2, axpy, map, map2};
 use crate::tensor::Tensor;
@@ -57,7 +57,9 @@ impl Graph<'_> {
             let bias = self.value(b).data();
             y.data_mut().chunks_mut(sb[0]).for_each(|row| row.iter_mut().zip(bias).for_each(|(v, &bv)| *v += bv));
         } else {
-            return Err(EngineError::Shape(format!("add: shapes {sa:?} and {sb:?} differ (and {sb:?} is not a row bias)")));
+            return Err(EngineError::Shape(format!(
+                "add: shapes {sa:?} and {sb:?} differ (and {sb:?} is not a row bias)"
+            )));
         }
         Ok(self.record(Op::Add { a, b }, y, &[a, b]))
     }

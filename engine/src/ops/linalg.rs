@@ -1,6 +1,6 @@
 //! linear (`x W^T + b`) and matmul: forward and backward side by side.
 
-use crate::autograd::{Graph, Grads, Op, Values, Var};
+use crate::autograd::{Grads, Graph, Op, Values, Var};
 use crate::error::{EngineError, Result};
 use crate::kernels::{sgemm, Trans};
 use crate::tensor::Tensor;
@@ -23,7 +23,18 @@ impl Graph<'_> {
         }
         let mut y = Tensor::zeros(&[batch, fan_out]);
         // y [B, out] = x [B, in] @ W^T [in, out]
-        sgemm(Trans::N, Trans::T, batch, fan_out, fan_in, 1.0, self.value(x).data(), self.value(w).data(), 0.0, y.data_mut());
+        sgemm(
+            Trans::N,
+            Trans::T,
+            batch,
+            fan_out,
+            fan_in,
+            1.0,
+            self.value(x).data(),
+            self.value(w).data(),
+            0.0,
+            y.data_mut(),
+        );
         if let Some(b) = b {
             let bias = self.value(b).data();
             for row in y.data_mut().chunks_mut(fan_out) {

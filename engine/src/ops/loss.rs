@@ -1,6 +1,6 @@
 //! Fused softmax cross-entropy, mean over the batch: forward and backward.
 
-use crate::autograd::{Graph, Grads, Op, Var};
+use crate::autograd::{Grads, Graph, Op, Var};
 use crate::error::{EngineError, Result};
 use crate::tensor::Tensor;
 
@@ -10,11 +10,16 @@ impl Graph<'_> {
     pub fn softmax_cross_entropy(&mut self, logits: Var, labels: &[usize]) -> Result<Var> {
         let shape = self.shape(logits).to_vec();
         if shape.len() != 2 || shape[0] != labels.len() {
-            return Err(EngineError::Shape(format!("softmax_cross_entropy: logits {shape:?} need [batch, classes] with batch = {} labels", labels.len())));
+            return Err(EngineError::Shape(format!(
+                "softmax_cross_entropy: logits {shape:?} need [batch, classes] with batch = {} labels",
+                labels.len()
+            )));
         }
         let classes = shape[1];
         if let Some(&bad) = labels.iter().find(|&&l| l >= classes) {
-            return Err(EngineError::Shape(format!("softmax_cross_entropy: label {bad} is out of range for {classes} classes")));
+            return Err(EngineError::Shape(format!(
+                "softmax_cross_entropy: label {bad} is out of range for {classes} classes"
+            )));
         }
         let mut probs = self.value(logits).data().to_vec();
         let mut total = 0.0f64;
@@ -32,12 +37,22 @@ impl Graph<'_> {
             row.iter_mut().for_each(|v| *v *= inv);
         }
         let loss = (total / labels.len().max(1) as f64) as f32;
-        Ok(self.record(Op::SoftmaxCrossEntropy { logits, labels: labels.to_vec(), probs }, Tensor::scalar(loss), &[logits]))
+        Ok(self.record(
+            Op::SoftmaxCrossEntropy { logits, labels: labels.to_vec(), probs },
+            Tensor::scalar(loss),
+            &[logits],
+        ))
     }
 }
 
 /// dlogits += dloss * (softmax - onehot(label)) / batch.
-pub(crate) fn softmax_cross_entropy_backward(grads: &mut Grads, dy: &[f32], logits: Var, labels: &[usize], probs: &[f32]) {
+pub(crate) fn softmax_cross_entropy_backward(
+    grads: &mut Grads,
+    dy: &[f32],
+    logits: Var,
+    labels: &[usize],
+    probs: &[f32],
+) {
     let Some(dx) = grads.slot(logits) else { return };
     let classes = probs.len() / labels.len().max(1);
     let scale = dy[0] / labels.len() as f32;

@@ -2,10 +2,10 @@
 
 use rayon::prelude::*;
 
-use crate::autograd::{Graph, Grads, Op, Values, Var};
+use crate::autograd::{Grads, Graph, Op, Values, Var};
 use crate::error::{EngineError, Result};
-use crate::params::ParamId;
 use crate::ops::channel_layout;
+use crate::params::ParamId;
 use crate::tensor::Tensor;
 
 /// The parameters and buffers of one batch-norm layer, by id in the store.
@@ -25,7 +25,9 @@ pub struct BatchNormIds {
 fn channel_sums(x: &[f32], (n, c, hw): (usize, usize, usize), f: impl Fn(usize, f32) -> f64 + Sync) -> Vec<f64> {
     (0..c)
         .into_par_iter()
-        .map(|ch| (0..n).map(|i| x[(i * c + ch) * hw..(i * c + ch + 1) * hw].iter().map(|&v| f(ch, v)).sum::<f64>()).sum())
+        .map(|ch| {
+            (0..n).map(|i| x[(i * c + ch) * hw..(i * c + ch + 1) * hw].iter().map(|&v| f(ch, v)).sum::<f64>()).sum()
+        })
         .collect()
 }
 
@@ -43,11 +45,17 @@ impl Graph<'_> {
         let count = n * hw;
         let (mean, inv_std): (Vec<f32>, Vec<f32>) = if self.is_training() {
             if count < 2 {
-                return Err(EngineError::Shape(format!("batch_norm: training needs more than one value per channel, input {shape:?}")));
+                return Err(EngineError::Shape(format!(
+                    "batch_norm: training needs more than one value per channel, input {shape:?}"
+                )));
             }
             let xv = self.value(x).data();
-            let mean: Vec<f64> = channel_sums(xv, dims, |_, v| v as f64).into_iter().map(|s| s / count as f64).collect();
-            let var: Vec<f64> = channel_sums(xv, dims, |ch, v| (v as f64 - mean[ch]).powi(2)).into_iter().map(|s| s / count as f64).collect();
+            let mean: Vec<f64> =
+                channel_sums(xv, dims, |_, v| v as f64).into_iter().map(|s| s / count as f64).collect();
+            let var: Vec<f64> = channel_sums(xv, dims, |ch, v| (v as f64 - mean[ch]).powi(2))
+                .into_iter()
+                .map(|s| s / count as f64)
+                .collect();
             let unbias = count as f64 / (count as f64 - 1.0);
             let params = self.params_mut();
             for (r, &m) in params.value_mut(ids.running_mean).data_mut().iter_mut().zip(&mean) {
@@ -56,7 +64,10 @@ impl Graph<'_> {
             for (r, &v) in params.value_mut(ids.running_var).data_mut().iter_mut().zip(&var) {
                 *r = (1.0 - momentum) * *r + momentum * (v * unbias) as f32;
             }
-            (mean.iter().map(|&m| m as f32).collect(), var.iter().map(|&v| (1.0 / (v + eps as f64).sqrt()) as f32).collect())
+            (
+                mean.iter().map(|&m| m as f32).collect(),
+                var.iter().map(|&v| (1.0 / (v + eps as f64).sqrt()) as f32).collect(),
+            )
         } else {
             let p = self.params();
             let mean = p.value(ids.running_mean).data().to_vec();
@@ -89,14 +100,28 @@ impl Graph<'_> {
 /// dbeta = sum dy;  dgamma = sum dy xhat;  dx = gamma inv_std (dy - dbeta/M - xhat dgamma/M)
 /// (the batch statistics depend on x, which gives the two subtracted terms).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn batch_norm_backward(values: &Values, grads: &mut Grads, dy: &[f32], x: Var, gamma: Var, beta: Var, mean: &[f32], inv_std: &[f32]) {
+pub(crate) fn batch_norm_backward(
+    values: &Values,
+    grads: &mut Grads,
+    dy: &[f32],
+    x: Var,
+    gamma: Var,
+    beta: Var,
+    mean: &[f32],
+    inv_std: &[f32],
+) {
     let xv = values.get(x);
     let dims = channel_layout(xv.shape()).expect("checked in forward");
     let (n, c, hw) = dims;
     let count = (n * hw) as f64;
     let xd = xv.data();
     let xhat = |ch: usize, v: f32| (v - mean[ch]) * inv_std[ch];
-    let dbeta: Vec<f64> = (0..c).into_par_iter().map(|ch| (0..n).map(|i| dy[(i * c + ch) * hw..(i * c + ch + 1) * hw].iter().map(|&d| d as f64).sum::<f64>()).sum()).collect();
+    let dbeta: Vec<f64> = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            (0..n).map(|i| dy[(i * c + ch) * hw..(i * c + ch + 1) * hw].iter().map(|&d| d as f64).sum::<f64>()).sum()
+        })
+        .collect();
     let dgamma: Vec<f64> = (0..c)
         .into_par_iter()
         .map(|ch| {
@@ -110,14 +135,16 @@ pub(crate) fn batch_norm_backward(values: &Values, grads: &mut Grads, dy: &[f32]
         .collect();
     let gamma_v = values.get(gamma).data();
     if let Some(dx) = grads.slot(x) {
-        dx.par_chunks_mut(hw).zip(dy.par_chunks(hw).zip(xd.par_chunks(hw))).enumerate().for_each(|(plane, (dx_p, (dy_p, x_p)))| {
-            let ch = plane % c;
-            let k = gamma_v[ch] * inv_std[ch];
-            let (mb, mg) = ((dbeta[ch] / count) as f32, (dgamma[ch] / count) as f32);
-            for ((o, &d), &v) in dx_p.iter_mut().zip(dy_p).zip(x_p) {
-                *o += k * (d - mb - xhat(ch, v) * mg);
-            }
-        });
+        dx.par_chunks_mut(hw).zip(dy.par_chunks(hw).zip(xd.par_chunks(hw))).enumerate().for_each(
+            |(plane, (dx_p, (dy_p, x_p)))| {
+                let ch = plane % c;
+                let k = gamma_v[ch] * inv_std[ch];
+                let (mb, mg) = ((dbeta[ch] / count) as f32, (dgamma[ch] / count) as f32);
+                for ((o, &d), &v) in dx_p.iter_mut().zip(dy_p).zip(x_p) {
+                    *o += k * (d - mb - xhat(ch, v) * mg);
+                }
+            },
+        );
     }
     if let Some(dg) = grads.slot(gamma) {
         dg.iter_mut().zip(&dgamma).for_each(|(g, &s)| *g += s as f32);

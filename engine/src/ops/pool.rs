@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use crate::autograd::{Graph, Grads, Op, Var};
+use crate::autograd::{Grads, Graph, Op, Var};
 use crate::error::{EngineError, Result};
 use crate::kernels::Window;
 use crate::tensor::Tensor;
@@ -13,7 +13,15 @@ impl Graph<'_> {
         if xs.len() != 4 || kernel == 0 || stride == 0 || xs[2] < kernel || xs[3] < kernel {
             return Err(EngineError::Shape(format!("{what}: kernel {kernel} stride {stride} does not fit input {xs:?} (expected [N, C, H, W], H, W >= kernel)")));
         }
-        Ok(Window { channels: xs[1], height: xs[2], width: xs[3], kernel_h: kernel, kernel_w: kernel, stride, padding: 0 })
+        Ok(Window {
+            channels: xs[1],
+            height: xs[2],
+            width: xs[3],
+            kernel_h: kernel,
+            kernel_w: kernel,
+            stride,
+            padding: 0,
+        })
     }
 
     /// Max over each `kernel x kernel` window (windows may overlap when stride < kernel).
@@ -25,26 +33,28 @@ impl Graph<'_> {
         let mut argmax = vec![0u32; y.len()];
         let xv = self.value(x).data();
         let plane_in = g.height * g.width;
-        y.data_mut().par_chunks_mut(oh * ow).zip(argmax.par_chunks_mut(oh * ow)).enumerate().for_each(|(p, (y_p, arg_p))| {
-            let x_p = &xv[p * plane_in..(p + 1) * plane_in];
-            for oy in 0..oh {
-                let (y_row, arg_row) = (&mut y_p[oy * ow..(oy + 1) * ow], &mut arg_p[oy * ow..(oy + 1) * ow]);
-                for ky in 0..kernel {
-                    let row_start = (oy * stride + ky) * g.width;
-                    let row = &x_p[row_start..row_start + g.width];
-                    for (ox, (yv, av)) in y_row.iter_mut().zip(arg_row.iter_mut()).enumerate() {
-                        let window = &row[ox * stride..ox * stride + kernel];
-                        for (kx, &v) in window.iter().enumerate() {
-                            // The first value seen wins ties; NaN always wins, so it propagates as in PyTorch.
-                            if (ky == 0 && kx == 0) || v > *yv || v.is_nan() {
-                                *yv = v;
-                                *av = (row_start + ox * stride + kx) as u32;
+        y.data_mut().par_chunks_mut(oh * ow).zip(argmax.par_chunks_mut(oh * ow)).enumerate().for_each(
+            |(p, (y_p, arg_p))| {
+                let x_p = &xv[p * plane_in..(p + 1) * plane_in];
+                for oy in 0..oh {
+                    let (y_row, arg_row) = (&mut y_p[oy * ow..(oy + 1) * ow], &mut arg_p[oy * ow..(oy + 1) * ow]);
+                    for ky in 0..kernel {
+                        let row_start = (oy * stride + ky) * g.width;
+                        let row = &x_p[row_start..row_start + g.width];
+                        for (ox, (yv, av)) in y_row.iter_mut().zip(arg_row.iter_mut()).enumerate() {
+                            let window = &row[ox * stride..ox * stride + kernel];
+                            for (kx, &v) in window.iter().enumerate() {
+                                // The first value seen wins ties; NaN always wins, so it propagates as in PyTorch.
+                                if (ky == 0 && kx == 0) || v > *yv || v.is_nan() {
+                                    *yv = v;
+                                    *av = (row_start + ox * stride + kx) as u32;
+                                }
                             }
                         }
                     }
                 }
-            }
-        });
+            },
+        );
         let argmax = if self.is_training() { argmax } else { Vec::new() };
         Ok(self.record(Op::MaxPool2d { x, window: g, argmax }, y, &[x]))
     }
@@ -80,11 +90,13 @@ impl Graph<'_> {
 pub(crate) fn max_pool2d_backward(grads: &mut Grads, dy: &[f32], x: Var, g: &Window, argmax: &[u32]) {
     let Some(dx) = grads.slot(x) else { return };
     let out_plane = g.out_h() * g.out_w();
-    dx.par_chunks_mut(g.height * g.width).zip(dy.par_chunks(out_plane).zip(argmax.par_chunks(out_plane))).for_each(|(dx_p, (dy_p, arg_p))| {
-        for (&gv, &i) in dy_p.iter().zip(arg_p) {
-            dx_p[i as usize] += gv;
-        }
-    });
+    dx.par_chunks_mut(g.height * g.width).zip(dy.par_chunks(out_plane).zip(argmax.par_chunks(out_plane))).for_each(
+        |(dx_p, (dy_p, arg_p))| {
+            for (&gv, &i) in dy_p.iter().zip(arg_p) {
+                dx_p[i as usize] += gv;
+            }
+        },
+    );
 }
 
 /// Each output's gradient is shared equally by the inputs of its window.

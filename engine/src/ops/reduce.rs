@@ -1,6 +1,6 @@
 //! sum, mean and reshape: forward and backward.
 
-use crate::autograd::{Graph, Grads, Op, Var};
+use crate::autograd::{Grads, Graph, Op, Var};
 use crate::error::Result;
 use crate::kernels::parallel;
 use crate::tensor::Tensor;

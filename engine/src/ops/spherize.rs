@@ -5,7 +5,7 @@
 //! Non-finite inputs: a NaN or infinite pre-activation gives NaN coordinates in its row
 //! (and NaN gradients); nothing panics.
 
-use crate::autograd::{Graph, Grads, Op, Values, Var};
+use crate::autograd::{Grads, Graph, Op, Values, Var};
 use crate::error::{EngineError, Result};
 use crate::kernels::spherize::{self as kernel, SphereParams};
 use crate::ops::channel_layout;
@@ -33,7 +33,15 @@ impl Graph<'_> {
 }
 
 /// Gradients for z, alpha and r; see `kernels::spherize` for the O(n) derivation.
-pub(crate) fn spherize_backward(values: &Values, grads: &mut Grads, dy: &[f32], z: Var, alpha: Var, radius: Var, phi_lower: f64) {
+pub(crate) fn spherize_backward(
+    values: &Values,
+    grads: &mut Grads,
+    dy: &[f32],
+    z: Var,
+    alpha: Var,
+    radius: Var,
+    phi_lower: f64,
+) {
     let zv = values.get(z);
     let (batch, n, hw) = channel_layout(zv.shape()).expect("checked in forward");
     let p = SphereParams { alpha: values.get(alpha).item(), radius: values.get(radius).item(), phi_lower };
