@@ -127,13 +127,11 @@ pub fn train_or_load(s: &Settings, data_dir: &Path, dir: &Path) -> Result<(Model
             return Ok((model, history));
         }
         println!("{}: resuming the run in {}", s.model, dir.display());
-        let run = train::execute(s.clone(), data_dir, dir, Some((ckpt, last)), Verbosity::Epochs)?
-            .ok_or_else(|| anyhow!("interrupted"))?;
+        let run = train::execute(s.clone(), data_dir, dir, Some((ckpt, last)), Verbosity::Epochs)?;
         return Ok((run.model, run.history));
     }
     println!("{}: training {} epochs into {}", s.model, s.epochs, dir.display());
-    let run =
-        train::execute(s.clone(), data_dir, dir, None, Verbosity::Epochs)?.ok_or_else(|| anyhow!("interrupted"))?;
+    let run = train::execute(s.clone(), data_dir, dir, None, Verbosity::Epochs)?;
     Ok((run.model, run.history))
 }
 

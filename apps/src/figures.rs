@@ -80,6 +80,9 @@ pub struct ToyArgs {
     /// Output folder (toy.png, toy.json).
     #[arg(long, default_value = "figures")]
     pub out: PathBuf,
+    /// Replace the figure's files in the output folder if they exist.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Flags of `sph figure sphere`.
@@ -103,6 +106,9 @@ pub struct SphereArgs {
     /// Data directory (default: $SPH_DATA or data/).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Replace the figure's files in the output folder if they exist.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Flags of `sph figure gradflow`.
@@ -132,6 +138,9 @@ pub struct GradflowArgs {
     /// Data directory (default: $SPH_DATA or data/); CIFAR-100 is used when present, else CIFAR-10.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Replace the figure's files in the output folder if they exist.
+    #[arg(long)]
+    pub force: bool,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -229,6 +238,12 @@ pub fn run_toy(args: ToyArgs) -> Result<()> {
     if !(args.lr > 0.0 && args.lr.is_finite()) {
         bail!("--lr: expected a positive number, found {}", args.lr);
     }
+    for (flag, v) in [("scaling", args.scaling), ("radius", args.radius)] {
+        if !(v > 0.0 && v.is_finite()) {
+            bail!("--{flag}: expected a finite number above 0, found {v}");
+        }
+    }
+    train::refuse_to_overwrite(&[args.out.join("toy.png"), args.out.join("toy.json")], args.force)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let (points, labels) = toy_data(100, 0.05, args.seed);
     let mut runs = Vec::new();
@@ -614,6 +629,8 @@ pub fn run_sphere(args: SphereArgs) -> Result<()> {
     if args.train_limit == Some(0) || args.test_limit == Some(0) {
         bail!("--train-limit and --test-limit must be at least 1");
     }
+    // The runs under OUT/runs are reused on purpose; only the picture would be replaced.
+    train::refuse_to_overwrite(&[args.out.join("sphere.png")], args.force)?;
     let data_dir = args.data.clone().unwrap_or_else(datasets::default_data_dir);
     let runs_dir = args.out.join("runs");
     std::fs::create_dir_all(&runs_dir).with_context(|| format!("creating {}", runs_dir.display()))?;
@@ -1039,6 +1056,8 @@ pub fn run_gradflow(args: GradflowArgs) -> Result<()> {
     if !(args.width_multiplier > 0.0 && args.width_multiplier.is_finite()) {
         bail!("--width-multiplier: expected a positive number, found {}", args.width_multiplier);
     }
+    let outputs = ["gradflow.png", "gradflow.csv", "gradflow.json"].map(|f| args.out.join(f));
+    train::refuse_to_overwrite(&outputs, args.force)?;
     let data_dir = args.data.clone().unwrap_or_else(datasets::default_data_dir);
     // The paper's Figure 4 is on CIFAR-100; CIFAR-10 stands in when it is not on disk.
     let name = if data_dir.join(DatasetName::Cifar100Fine.dir_name()).is_dir() {

@@ -13,7 +13,8 @@ mod train;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Spherization layer experiments on the CPU: train, evaluate, analyze.
 #[derive(Parser)]
@@ -104,11 +105,50 @@ enum DataCommand {
         /// Output PNG.
         #[arg(long)]
         out: PathBuf,
+        /// Replace the output PNG if it exists.
+        #[arg(long)]
+        force: bool,
     },
 }
 
+/// The command line, with negative numbers accepted as values (so `--lr -0.1` reaches the
+/// range check and its message, instead of being taken for an unknown flag).
+fn command() -> clap::Command {
+    fn negatives_are_values(cmd: clap::Command) -> clap::Command {
+        cmd.mut_args(|a| if a.get_action().takes_values() { a.allow_negative_numbers(true) } else { a })
+            .mut_subcommands(negatives_are_values)
+    }
+    negatives_are_values(Cli::command())
+}
+
+/// Parses the command line; a usage error becomes one line on stderr and exit code 2.
+fn parse() -> Result<Cli, ExitCode> {
+    let parsed = command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m));
+    parsed.map_err(|e| match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(2)
+        }
+        _ => {
+            // clap's first line names the problem; the rest is usage text the one-line promise leaves out.
+            let rendered = e.render().to_string();
+            let first = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            let first = first.trim_start_matches("error: ");
+            eprintln!("error: {first} (see sph --help)");
+            ExitCode::from(2)
+        }
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let result = match cli.command {
         Command::Train(args) => train::run_train(*args),
         Command::Eval(args) => train::run_eval(args),
@@ -124,13 +164,15 @@ fn main() -> ExitCode {
         },
         Command::Data(d) => match d.command {
             DataCommand::Fetch { name, dir } => train::run_fetch(&name, dir),
-            DataCommand::Show { name, split, count, augmented, data, out } => {
-                train::run_show(&name, &split, count, augmented, data, &out)
+            DataCommand::Show { name, split, count, augmented, data, out, force } => {
+                train::run_show(&name, &split, count, augmented, data, &out, force)
             }
         },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The run already said where it saved its state; 130 is the shell's code for SIGINT.
+        Err(e) if e.downcast_ref::<train::Interrupted>().is_some() => ExitCode::from(130),
         Err(e) => {
             // One line: the chain of causes joined, no backtrace.
             let msg = format!("{e:#}").replace('\n', " ");

@@ -140,6 +140,64 @@ pub fn paper(model: &str, dataset: &str) -> Settings {
 }
 
 impl Settings {
+    /// Checks every numeric setting before a run starts: finite and in its range, so that a
+    /// typo fails at once with the flag's name instead of training on nonsense.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        fn check(flag: &str, ok: bool, expected: &str, found: impl std::fmt::Display) -> anyhow::Result<()> {
+            if ok {
+                Ok(())
+            } else {
+                anyhow::bail!("--{flag}: expected {expected}, found {found}")
+            }
+        }
+        let positive = |v: f32| v.is_finite() && v > 0.0;
+        check("epochs", self.epochs >= 1, "at least 1", self.epochs)?;
+        check("batch-size", self.batch_size >= 1, "at least 1", self.batch_size)?;
+        check(
+            "optimizer",
+            matches!(self.optimizer.as_str(), "sgd" | "adam" | "adamw"),
+            "sgd, adam or adamw",
+            &self.optimizer,
+        )?;
+        check("lr", positive(self.lr), "a finite number above 0", self.lr)?;
+        check(
+            "momentum",
+            self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum),
+            "a number in [0, 1)",
+            self.momentum,
+        )?;
+        check(
+            "weight-decay",
+            self.weight_decay.is_finite() && self.weight_decay >= 0.0,
+            "a finite number >= 0",
+            self.weight_decay,
+        )?;
+        check("scaling", positive(self.scaling), "a finite number above 0", self.scaling)?;
+        check("radius", positive(self.radius), "a finite number above 0", self.radius)?;
+        check(
+            "delta",
+            self.delta.is_finite() && self.delta > 0.0 && self.delta < 1.0,
+            "a number in (0, 1)",
+            self.delta,
+        )?;
+        check("width-multiplier", positive(self.width_multiplier), "a finite number above 0", self.width_multiplier)?;
+        if let Some(w) = &self.width {
+            check(
+                "width",
+                w.len() == 4 && w.iter().all(|&v| v > 0),
+                "four positive numbers such as 64,128,256,512",
+                format!("{w:?}"),
+            )?;
+        }
+        if let Some(n) = self.train_limit {
+            check("train-limit", n >= 1, "at least 1", n)?;
+        }
+        if let Some(n) = self.test_limit {
+            check("test-limit", n >= 1, "at least 1", n)?;
+        }
+        Ok(())
+    }
+
     /// Applies every override that was given.
     pub fn apply(&mut self, o: &Overrides) {
         macro_rules! take {

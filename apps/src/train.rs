@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -181,7 +180,11 @@ pub struct EpochMetrics {
     pub lr: f32,
     /// (layer, scaling, radius) of every spherization layer after the epoch.
     pub sphere: Vec<(String, f32, f32)>,
+    /// Wall-clock seconds of the epoch's training steps (absent from checkpoints).
+    #[serde(default)]
     pub seconds: f64,
+    /// Training images per second in the epoch (absent from checkpoints).
+    #[serde(default)]
     pub images_per_sec: f64,
 }
 
@@ -194,13 +197,21 @@ struct Progress {
     loss_sum: f64,
     correct: usize,
     seen: usize,
+    /// Wall-clock seconds of the epoch so far: kept in timing.json, not in checkpoints.
+    #[serde(default, skip_serializing)]
     seconds: f64,
 }
 
+/// The most worker threads a run may ask for, per core: more only adds switching, and a
+/// huge count stalls the machine while the threads are created.
+const MAX_THREADS_PER_CORE: usize = 4;
+
 fn set_threads(threads: Option<usize>) -> Result<usize> {
     if let Some(n) = threads {
-        if n == 0 {
-            bail!("--threads: expected at least 1, found 0");
+        let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+        let max = MAX_THREADS_PER_CORE * cores;
+        if n == 0 || n > max {
+            bail!("--threads: expected 1 to {max} ({MAX_THREADS_PER_CORE} per core, {cores} cores), found {n}");
         }
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting the thread count")?;
     }
@@ -376,11 +387,78 @@ fn choose_out_dir(args: &TrainArgs, s: &Settings) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Fails, naming the first file, when any of `paths` exists and `force` was not given:
+/// a command never replaces a user's file unasked.
+pub fn refuse_to_overwrite(paths: &[PathBuf], force: bool) -> Result<()> {
+    match paths.iter().find(|p| p.exists()) {
+        Some(p) if !force => bail!("{} exists; pass --force to replace it, or choose another --out", p.display()),
+        _ => Ok(()),
+    }
+}
+
 /// Writes `text` to `path` through a temporary file, so a reader never sees half a file.
 pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// File beside an interrupted run's checkpoint with the seconds spent in the unfinished epoch.
+const TIMING_FILE: &str = "timing.json";
+
+/// The history as checkpoints keep it: without wall-clock fields, so that runs with the
+/// same seed and thread count write byte-identical checkpoints.
+fn without_timings(history: &[EpochMetrics]) -> Result<Vec<serde_json::Value>> {
+    history
+        .iter()
+        .map(|m| {
+            let mut v = serde_json::to_value(m)?;
+            if let Some(obj) = v.as_object_mut() {
+                obj.remove("seconds");
+                obj.remove("images_per_sec");
+            }
+            Ok(v)
+        })
+        .collect()
+}
+
+/// Puts back the timings that checkpoints leave out: per epoch from `dir/metrics.jsonl`,
+/// for an unfinished epoch from `dir/timing.json` (when it describes the same stop).
+/// Whatever cannot be found stays zero: timings are reports, not state.
+fn restore_timings(history: &mut [EpochMetrics], progress: &mut Progress, dir: &Path) {
+    if let Ok(text) = std::fs::read_to_string(dir.join("metrics.jsonl")) {
+        let logged: Vec<EpochMetrics> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        for m in history.iter_mut() {
+            if let Some(l) = logged.iter().find(|l| l.epoch == m.epoch) {
+                m.seconds = l.seconds;
+                m.images_per_sec = l.images_per_sec;
+            }
+        }
+    }
+    let timing = std::fs::read_to_string(dir.join(TIMING_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    if let Some(t) = timing {
+        let same_stop = t["epoch"].as_u64() == Some(progress.epoch as u64)
+            && t["steps_done"].as_u64() == Some(progress.steps_done as u64);
+        if same_stop {
+            progress.seconds = t["seconds"].as_f64().filter(|s| s.is_finite() && *s >= 0.0).unwrap_or(0.0);
+        }
+    }
+}
+
+/// The process-wide stop request: set by Ctrl-C (SIGINT) and SIGTERM, checked after every
+/// step. One handler for the whole process, so runs started one after another (figures,
+/// analyses) all see it.
+fn stop_flag() -> &'static AtomicBool {
+    static STOP: AtomicBool = AtomicBool::new(false);
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        // If another handler already exists (an embedding program), signals keep their
+        // default action and simply end the process.
+        let _ = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst));
+    });
+    &STOP
 }
 
 /// Saves parameters, buffers, optimizer state, settings, history and progress.
@@ -400,7 +478,7 @@ fn save_checkpoint(
         ("model".to_string(), s.model.clone()),
         ("dataset".to_string(), s.dataset.clone()),
         ("settings".to_string(), serde_json::to_string(s)?),
-        ("history".to_string(), serde_json::to_string(history)?),
+        ("history".to_string(), serde_json::to_string(&without_timings(history)?)?),
         ("progress".to_string(), serde_json::to_string(progress)?),
         ("best_acc".to_string(), best_acc.to_string()),
     ]);
@@ -466,22 +544,34 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         bail!("--resume: the checkpoint is {} on {}, not {} on {}", s.model, s.dataset, args.model, dataset_name);
     }
     s.apply(&args.overrides());
+    s.validate()?;
 
     let data_dir = args.data.clone().unwrap_or_else(datasets::default_data_dir);
     let out = choose_out_dir(&args, &s)?;
-    // `None`: interrupted, and the run already said where it saved its state.
-    if let Some(run) = execute(s, &data_dir, &out, resumed, Verbosity::Full)? {
-        let last = run.history.last().ok_or_else(|| anyhow!("no epoch was run"))?;
-        let best = run.history.iter().map(|m| m.test_acc).fold(f64::NEG_INFINITY, f64::max);
-        println!(
-            "done: test accuracy {:.2}% (best {:.2}%); results in {} (metrics.jsonl, curves.png, last.safetensors, best.safetensors)",
-            100.0 * last.test_acc,
-            100.0 * best,
-            out.display()
-        );
-    }
+    let run = execute(s, &data_dir, &out, resumed, Verbosity::Full)?;
+    let last = run.history.last().ok_or_else(|| anyhow!("no epoch was run"))?;
+    let best = run.history.iter().map(|m| m.test_acc).fold(f64::NEG_INFINITY, f64::max);
+    println!(
+        "done: test accuracy {:.2}% (best {:.2}%); results in {} (metrics.jsonl, curves.png, last.safetensors, best.safetensors)",
+        100.0 * last.test_acc,
+        100.0 * best,
+        out.display()
+    );
     Ok(())
 }
+
+/// The error a run returns when Ctrl-C or SIGTERM stopped it after saving its state; the
+/// command exits with code 130 without printing it again.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// How much a run prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -508,13 +598,11 @@ pub fn execute(
     out: &Path,
     resumed: Option<(Checkpoint, PathBuf)>,
     verbosity: Verbosity,
-) -> Result<Option<RunOutput>> {
+) -> Result<RunOutput> {
     let name = parse_dataset(&s.dataset)?;
     let threads = rayon::current_num_threads();
+    s.validate()?;
     let schedule: Schedule = s.schedule.parse().map_err(|e| anyhow!("--schedule: {e}"))?;
-    if s.batch_size == 0 || s.epochs == 0 {
-        bail!("--batch-size and --epochs must be at least 1");
-    }
     let train_set = load_split(name, data_dir, Split::Train, s.train_limit)?;
     let test_set = load_split(name, data_dir, Split::Test, s.test_limit)?;
     let mut model = models::build(&s.model, &model_config(&s, train_set.num_classes)?).map_err(|e| anyhow!("{e}"))?;
@@ -533,6 +621,22 @@ pub fn execute(
         history = read_meta(path, ckpt, "history")?;
         progress = read_meta(path, ckpt, "progress")?;
         best_acc = ckpt.metadata.get("best_acc").and_then(|v| v.parse().ok()).unwrap_or(f64::NEG_INFINITY);
+        let saved: Settings = read_meta(path, ckpt, "settings")?;
+        // The skip is counted in steps of the saved batch size; another size would train
+        // some images of the interrupted epoch twice and others not at all.
+        if progress.steps_done > 0 && saved.batch_size != s.batch_size {
+            bail!(
+                "--batch-size: {} stopped in the middle of epoch {} with batch size {}; resume it with --batch-size {} (another size can be used from the next epoch-end checkpoint on)",
+                path.display(),
+                progress.epoch + 1,
+                saved.batch_size,
+                saved.batch_size
+            );
+        }
+        // Timings are kept out of checkpoints (so that equal runs write equal bytes); take
+        // them back from the metrics and timing files beside the checkpoint.
+        let from = path.parent().unwrap_or(Path::new("."));
+        restore_timings(&mut history, &mut progress, from);
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
 
@@ -548,12 +652,8 @@ pub fn execute(
     });
     write_atomic(&out.join("config.json"), &serde_json::to_string_pretty(&config)?)?;
     // Installed before the run announces itself, so a Ctrl-C after that is always caught.
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // A second handler cannot be installed (e.g. in tests); then Ctrl-C just kills.
-        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
-    }
+    let stop = stop_flag();
+    stop.store(false, Ordering::SeqCst);
     if verbosity == Verbosity::Full {
         println!(
             "sph train: {} on {} ({} train / {} test images), {} parameters, {threads} threads",
@@ -604,12 +704,13 @@ pub fn execute(
             let seed = mix_seed(&[s.seed, epoch as u64, this_step as u64]);
             let (loss, correct) = train_step(&mut model, x, &batch.labels, seed, opt.as_mut())?;
             if !loss.is_finite() {
-                bail!(
-                    "loss became {loss} at epoch {}, step {} (lr {lr}); the last good checkpoint is {}",
-                    epoch + 1,
-                    this_step + 1,
-                    last_path.display()
-                );
+                // Only name a checkpoint that is really there.
+                let saved = if last_path.is_file() {
+                    format!("the last good checkpoint is {}", last_path.display())
+                } else {
+                    "no checkpoint was written before it (lower the learning rate and start again)".to_string()
+                };
+                bail!("loss became {loss} at epoch {}, step {} (lr {lr}); {saved}", epoch + 1, this_step + 1);
             }
             progress.steps_done = this_step + 1;
             progress.loss_sum += loss as f64 * n as f64;
@@ -636,6 +737,12 @@ pub fn execute(
         }
         if interrupted {
             save_checkpoint(&last_path, &model, opt.as_ref(), &s, &history, &progress, best_acc)?;
+            let timing = serde_json::json!({
+                "epoch": progress.epoch,
+                "steps_done": progress.steps_done,
+                "seconds": progress.seconds,
+            });
+            write_atomic(&out.join(TIMING_FILE), &timing.to_string())?;
             println!(
                 "interrupted at epoch {}, step {}: saved {}; continue with --resume {}",
                 epoch + 1,
@@ -643,7 +750,7 @@ pub fn execute(
                 last_path.display(),
                 last_path.display()
             );
-            return Ok(None);
+            return Err(Interrupted.into());
         }
         let train_seconds = progress.seconds;
         let eval = evaluate(&mut model, &test_loader)?;
@@ -675,6 +782,7 @@ pub fn execute(
         history.push(m);
         progress = Progress { epoch: epoch + 1, ..Progress::default() };
         save_checkpoint(&last_path, &model, opt.as_ref(), &s, &history, &progress, best_acc)?;
+        let _ = std::fs::remove_file(out.join(TIMING_FILE));
         if improved {
             std::fs::copy(&last_path, out.join("best.safetensors.tmp")).context("writing best.safetensors")?;
             std::fs::rename(out.join("best.safetensors.tmp"), out.join("best.safetensors"))
@@ -686,7 +794,7 @@ pub fn execute(
         draw_curves(&out.join("curves.png"), &history)?;
         std::io::stdout().flush().ok();
     }
-    Ok(Some(RunOutput { model, history }))
+    Ok(RunOutput { model, history })
 }
 
 /// `sph eval`.
@@ -757,8 +865,10 @@ pub fn run_show(
     augmented: bool,
     data: Option<PathBuf>,
     out: &Path,
+    force: bool,
 ) -> Result<()> {
     let name = parse_dataset(name)?;
+    refuse_to_overwrite(&[out.to_path_buf()], force)?;
     let split = match split {
         "train" => Split::Train,
         "test" => Split::Test,

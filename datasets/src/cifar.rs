@@ -71,11 +71,28 @@ pub fn read_cifar10(path: &Path) -> Result<CifarRecords, DataError> {
     Ok(out)
 }
 
-/// Reads a CIFAR-100 file (`train.bin` or `test.bin`); both label kinds are checked.
+/// The superclass (coarse label) of every CIFAR-100 fine label, from the data set's
+/// published table of 20 superclasses with 5 classes each (labels in alphabetical order).
+pub const FINE_TO_COARSE: [u8; 100] = [
+    4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11, 6, 11, 5, 10, 7, 6, 13, 15, 3, 15, 0, 11, 1, 10,
+    12, 14, 16, 9, 11, 5, 5, 19, 8, 8, 15, 13, 14, 17, 18, 10, 16, 4, 17, 4, 2, 0, 17, 4, 18, 17, 10, 3, 2, 12, 12, 16,
+    12, 1, 9, 19, 2, 10, 0, 1, 16, 12, 9, 13, 15, 13, 16, 19, 2, 4, 6, 19, 5, 5, 8, 19, 18, 1, 2, 15, 6, 0, 17, 8, 14,
+    13,
+];
+
+/// Reads a CIFAR-100 file (`train.bin` or `test.bin`); both label kinds are checked, and
+/// each coarse label against the superclass of its fine label.
 pub fn read_cifar100(path: &Path) -> Result<CifarRecords, DataError> {
     let data = read_records(path, RECORD_100)?;
     check_labels(path, "coarse label", &data, RECORD_100, 0, 20)?;
     check_labels(path, "fine label", &data, RECORD_100, 1, 100)?;
+    for (record, rec) in data.chunks_exact(RECORD_100).enumerate() {
+        let (found, fine) = (rec[0], rec[1]);
+        let expected = FINE_TO_COARSE[fine as usize];
+        if found != expected {
+            return Err(DataError::CoarseMismatch { path: path.to_path_buf(), record, fine, expected, found });
+        }
+    }
     let n = data.len() / RECORD_100;
     let mut out = CifarRecords {
         labels: Vec::with_capacity(n),

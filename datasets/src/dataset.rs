@@ -300,13 +300,7 @@ fn load_idx(name: DatasetName, folder: &Path, split: Split) -> Result<Dataset, D
     };
     let images_path = find(name, folder, &format!("{prefix}-images-idx3-ubyte"))?;
     let labels_path = find(name, folder, &format!("{prefix}-labels-idx1-ubyte"))?;
-    // Labels first: they are small, and a bad labels file is reported without reading
-    // 47 MB of images.
-    let labels = idx::read_labels(&labels_path, 10)?;
-    let images = idx::read_images(&images_path)?;
-    if images.count != labels.len() {
-        return Err(DataError::CountMismatch { path: images_path, expected: labels.len(), found: images.count });
-    }
+    let (images, labels) = idx::read_pair(&images_path, &labels_path, 10)?;
     let class_names = match name {
         DatasetName::FashionMnist => FASHION_MNIST_CLASSES.iter().map(|s| s.to_string()).collect(),
         _ => (0..10).map(|d| d.to_string()).collect(),

@@ -141,6 +141,24 @@ pub enum DataError {
         found: usize,
     },
 
+    /// A CIFAR-100 record whose coarse label is not the superclass of its fine label.
+    #[error(
+        "{}: coarse label of record {record}: expected {expected} (the superclass of fine label {fine}), found {found}",
+        Shown(path)
+    )]
+    CoarseMismatch {
+        /// The file.
+        path: PathBuf,
+        /// 0-based record number.
+        record: usize,
+        /// The record's fine label.
+        fine: u8,
+        /// The superclass of that fine label.
+        expected: u8,
+        /// The coarse label in the record.
+        found: u8,
+    },
+
     /// A label is not a valid class index.
     #[error("{}: {field} of record {record}: expected below {limit}, found {found}", Shown(path))]
     LabelOutOfRange {
@@ -207,6 +225,15 @@ pub enum DataError {
         reason: String,
         /// What to do instead (names scripts/fetch-data.sh).
         hint: String,
+    },
+
+    /// A copy already in place failed its check, and fetching a fresh one failed too.
+    #[error("{existing}; fetching a fresh copy failed too: {fetch}")]
+    BadCopy {
+        /// What is wrong with the copy in place (a checksum error naming the file).
+        existing: Box<DataError>,
+        /// Why the download did not replace it.
+        fetch: Box<DataError>,
     },
 
     /// The site answered but the download failed (HTTP error, curl missing, ...).

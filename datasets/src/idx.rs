@@ -29,6 +29,13 @@ pub struct IdxImages {
     pub pixels: Vec<u8>,
 }
 
+/// An opened IDX file whose header has been read and checked, before any of its body.
+struct Opened {
+    src: Source,
+    dims: Vec<u32>,
+    header_len: u64,
+}
+
 /// Reads the magic number and dimensions; returns them and the header length in bytes.
 fn read_header(
     src: &mut Source,
@@ -68,29 +75,78 @@ fn read_header(
     Ok((dims, 4 + dims_raw.len() as u64))
 }
 
-/// Reads an IDX images file (raw or gzip).
-pub fn read_images(path: &Path) -> Result<IdxImages, DataError> {
+fn open_images(path: &Path) -> Result<Opened, DataError> {
     let mut src = Source::open(path)?;
     let (dims, header_len) =
         read_header(&mut src, IMAGES_MAGIC, "IDX images: u8, 3 dimensions", &["count", "rows", "columns"])?;
-    let (count, rows, cols) = (dims[0] as u64, dims[1] as u64, dims[2] as u64);
+    Ok(Opened { src, dims, header_len })
+}
+
+fn open_labels(path: &Path) -> Result<Opened, DataError> {
+    let mut src = Source::open(path)?;
+    let (dims, header_len) = read_header(&mut src, LABELS_MAGIC, "IDX labels: u8, 1 dimension", &["count"])?;
+    Ok(Opened { src, dims, header_len })
+}
+
+/// Reads an IDX images file (raw or gzip).
+pub fn read_images(path: &Path) -> Result<IdxImages, DataError> {
+    images_body(path, open_images(path)?)
+}
+
+/// Bytes of pixels the images header promises, checked for overflow and (gzip) against
+/// what the compressed file can hold.
+fn images_len(path: &Path, opened: &Opened) -> Result<u64, DataError> {
+    let (count, rows, cols) = (opened.dims[0] as u64, opened.dims[1] as u64, opened.dims[2] as u64);
     // Three u32 can overflow u64, so every product is checked.
     let overflow = || DataError::Overflow { path: path.to_path_buf(), dims: format!("{count} x {rows} x {cols}") };
     let len = count.checked_mul(rows).and_then(|x| x.checked_mul(cols)).ok_or_else(overflow)?;
     if usize::try_from(len).is_err() {
         return Err(overflow());
     }
+    opened.src.check_plausible(opened.header_len.saturating_add(len))?;
+    Ok(len)
+}
+
+fn images_body(path: &Path, opened: Opened) -> Result<IdxImages, DataError> {
+    let len = images_len(path, &opened)?;
+    let Opened { mut src, dims, header_len } = opened;
+    let (count, rows, cols) = (dims[0] as u64, dims[1] as u64, dims[2] as u64);
     let pixels = src.read_body(header_len, len)?;
     Ok(IdxImages { count: count as usize, rows: rows as usize, cols: cols as usize, pixels })
 }
 
 /// Reads an IDX labels file (raw or gzip) and checks every label is below `num_classes`.
 pub fn read_labels(path: &Path, num_classes: usize) -> Result<Vec<u8>, DataError> {
-    let mut src = Source::open(path)?;
-    let (dims, header_len) = read_header(&mut src, LABELS_MAGIC, "IDX labels: u8, 1 dimension", &["count"])?;
+    labels_body(path, open_labels(path)?, num_classes)
+}
+
+fn labels_body(path: &Path, opened: Opened, num_classes: usize) -> Result<Vec<u8>, DataError> {
+    let Opened { mut src, dims, header_len } = opened;
     let labels = src.read_body(header_len, dims[0] as u64)?;
     check_labels(path, "label", &labels, 1, 0, num_classes)?;
     Ok(labels)
+}
+
+/// Reads an images file and its labels file, comparing the two headers' counts before
+/// reading (or decompressing) either body: a forged count fails in microseconds instead of
+/// after decompressing what it promises.
+pub fn read_pair(
+    images_path: &Path,
+    labels_path: &Path,
+    num_classes: usize,
+) -> Result<(IdxImages, Vec<u8>), DataError> {
+    let labels = open_labels(labels_path)?;
+    let images = open_images(images_path)?;
+    images_len(images_path, &images)?;
+    let (expected, found) = (labels.dims[0] as usize, images.dims[0] as usize);
+    if expected != found {
+        return Err(DataError::CountMismatch { path: images_path.to_path_buf(), expected, found });
+    }
+    // Labels first: they are small, and a bad labels file is reported without reading
+    // 47 MB of images.
+    let labels = labels_body(labels_path, labels, num_classes)?;
+    let images = images_body(images_path, images)?;
+    Ok((images, labels))
 }
 
 /// Checks `data[offset + k * stride] < limit` for every record k.

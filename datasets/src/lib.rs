@@ -36,7 +36,7 @@ pub use dataset::{
     CIFAR10_CLASSES, FASHION_MNIST_CLASSES, NAMES,
 };
 pub use error::DataError;
-pub use fetch::{fetch, fetch_from};
+pub use fetch::{fetch, fetch_from, fetch_with, FetchOptions, MIRROR_VAR};
 pub use grid::{batch_grid, sample_grid};
 pub use loader::{Batch, Epoch, Loader};
 

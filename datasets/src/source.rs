@@ -97,10 +97,7 @@ impl Source {
             return Ok(body);
         }
 
-        let max = self.file_len.saturating_mul(MAX_DEFLATE_RATIO).saturating_add(1024);
-        if expected > max {
-            return Err(DataError::ImplausibleSize { path, promised: expected, compressed: self.file_len, max });
-        }
+        self.check_plausible(expected)?;
         // No preallocation: the vector only grows as real data arrives, and the cap stops
         // a stream that goes on past its promise.
         let mut body = Vec::new();
@@ -120,6 +117,21 @@ impl Source {
             });
         }
         Ok(body)
+    }
+
+    /// For gzip: fails when no deflate stream of this file's size could hold `expected`
+    /// bytes in all (header included); raw files are checked by length when read.
+    pub(crate) fn check_plausible(&self, expected: u64) -> Result<(), DataError> {
+        let max = self.file_len.saturating_mul(MAX_DEFLATE_RATIO).saturating_add(1024);
+        if self.gzip && expected > max {
+            return Err(DataError::ImplausibleSize {
+                path: self.path.clone(),
+                promised: expected,
+                compressed: self.file_len,
+                max,
+            });
+        }
+        Ok(())
     }
 
     /// Turns a read error into the crate's error: for gzip it is almost always bad data.

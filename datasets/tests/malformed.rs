@@ -178,7 +178,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "truncated gzip stream",
             dataset: DatasetName::Mnist,
-            files: vec![(IMG, truncated_gz), (LAB, labels(5))],
+            files: vec![(IMG, truncated_gz), (LAB, labels(5000))],
             check: |e| matches!(e, DataError::Gzip { .. }),
             message: &["gzip stream"],
             names: "train-images-idx3-ubyte",
@@ -249,6 +249,15 @@ fn cases() -> Vec<Case> {
                 matches!(e, DataError::LabelOutOfRange { field: "coarse label", record: 0, limit: 20, found: 20, .. })
             },
             message: &["coarse label of record 0: expected below 20, found 20"],
+            names: "test.bin",
+        },
+        Case {
+            // Beaver (fine 4) is an aquatic mammal (coarse 0), not a fish (coarse 1).
+            name: "CIFAR-100 coarse label that is not the fine label's superclass",
+            dataset: DatasetName::Cifar100Coarse,
+            files: vec![(C100, encode_cifar100(&[0, 1], &[4, 4], &bytes(2 * PIXELS, 3)))],
+            check: |e| matches!(e, DataError::CoarseMismatch { record: 1, fine: 4, expected: 0, found: 1, .. }),
+            message: &["coarse label of record 1: expected 0 (the superclass of fine label 4), found 1"],
             names: "test.bin",
         },
         Case {
@@ -329,7 +338,7 @@ fn mutated_files_never_panic() {
         gz(&images(6)),
         gz(&labels(6)),
         encode_cifar10(&[1, 2], &bytes(2 * PIXELS, 8)),
-        encode_cifar100(&[1, 2], &[3, 4], &bytes(2 * PIXELS, 9)),
+        encode_cifar100(&[8, 0], &[3, 4], &bytes(2 * PIXELS, 9)),
     ];
     let mut rng = 0x1234_5678_u64;
     let mut next = move |n: usize| {

@@ -38,8 +38,7 @@ pub fn save(path: &Path, tensors: &[(String, Tensor)], metadata: &HashMap<String
         .iter()
         .zip(&bytes)
         .map(|((name, t), b)| {
-            let shape = if t.shape().is_empty() { vec![1] } else { t.shape().to_vec() };
-            TensorView::new(Dtype::F32, shape, b)
+            TensorView::new(Dtype::F32, t.shape().to_vec(), b)
                 .map(|v| (name.clone(), v))
                 .map_err(|e| ckpt_err(path, format!("tensor {name}: {e}")))
         })
@@ -47,10 +46,32 @@ pub fn save(path: &Path, tensors: &[(String, Tensor)], metadata: &HashMap<String
     let meta = if metadata.is_empty() { None } else { Some(metadata.clone()) };
     let encoded =
         safetensors::tensor::serialize(views, &meta).map_err(|e| ckpt_err(path, format!("cannot encode: {e}")))?;
+    let encoded = with_sorted_header(encoded).map_err(|e| ckpt_err(path, format!("cannot encode: {e}")))?;
     let tmp = temporary_sibling(path);
     let io = |source| EngineError::Io { path: tmp.clone(), source };
     std::fs::write(&tmp, encoded).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(|source| EngineError::Io { path: path.to_path_buf(), source })
+}
+
+/// Rewrites the JSON header of an encoded safetensors file with its keys in sorted order.
+///
+/// The crate writes the metadata map in `HashMap` order, which changes from process to
+/// process; sorted keys make equal contents give equal bytes. The data offsets are relative
+/// to the end of the header, so only the header and its length change.
+fn with_sorted_header(encoded: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
+    let len_bytes: [u8; 8] = encoded.get(..8).and_then(|b| b.try_into().ok()).ok_or("no header length")?;
+    let header_len = usize::try_from(u64::from_le_bytes(len_bytes)).map_err(|e| e.to_string())?;
+    let header = encoded.get(8..8 + header_len).ok_or("header longer than the file")?;
+    // serde_json's map is a BTreeMap (no `preserve_order` in this workspace): sorted keys.
+    let value: serde_json::Value = serde_json::from_slice(header).map_err(|e| e.to_string())?;
+    let mut sorted = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
+    // The data must start at a multiple of 8 bytes; safetensors pads with spaces.
+    sorted.resize(sorted.len().div_ceil(8) * 8, b' ');
+    let mut out = Vec::with_capacity(8 + sorted.len() + encoded.len() - 8 - header_len);
+    out.extend_from_slice(&(sorted.len() as u64).to_le_bytes());
+    out.extend_from_slice(&sorted);
+    out.extend_from_slice(&encoded[8 + header_len..]);
+    Ok(out)
 }
 
 fn temporary_sibling(path: &Path) -> PathBuf {
@@ -78,6 +99,13 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     Ok(Checkpoint { tensors, metadata: meta.metadata().clone().unwrap_or_default() })
 }
 
+/// True when both shapes hold a single value as a 0-d or a [1] tensor: older checkpoints
+/// stored the spherization scalars as [1], PyTorch holds them 0-d.
+pub fn one_value_each(a: &[usize], b: &[usize]) -> bool {
+    let single = |s: &[usize]| s.is_empty() || s == [1];
+    single(a) && single(b)
+}
+
 /// Copies every store entry from the checkpoint; each must be present with the same shape.
 pub fn restore_store(path: &Path, ckpt: &Checkpoint, store: &mut ParamStore) -> Result<()> {
     let ids: Vec<_> = store.ids().collect();
@@ -87,7 +115,7 @@ pub fn restore_store(path: &Path, ckpt: &Checkpoint, store: &mut ParamStore) -> 
             ckpt_err(path, format!("tensor {name}: missing (does the checkpoint belong to this model?)"))
         })?;
         let want = store.value(id).shape().to_vec();
-        let fits = t.shape() == want.as_slice() || (want.is_empty() && t.len() == 1);
+        let fits = t.shape() == want.as_slice() || one_value_each(t.shape(), &want);
         if !fits {
             return Err(ckpt_err(path, format!("tensor {name}: expected shape {want:?}, found {:?}", t.shape())));
         }

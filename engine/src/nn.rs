@@ -260,7 +260,9 @@ enum Scalar {
 impl Scalar {
     fn new(store: &mut ParamStore, name: String, value: f32, learnable: bool) -> Scalar {
         if learnable {
-            Scalar::Learned(store.add(name, Tensor::from_vec(&[1], vec![value]).expect("one value")))
+            // 0-d, as the official layer's `nn.Parameter(torch.tensor(value))`, so that a
+            // state dict loads into PyTorch without reshaping.
+            Scalar::Learned(store.add(name, Tensor::from_vec(&[], vec![value]).expect("one value")))
         } else {
             Scalar::Fixed(value)
         }

@@ -43,14 +43,18 @@ fn load_buffers(bufs: &mut Buffers, params: &ParamStore, state: &HashMap<String,
     for id in params.learnable() {
         let key = format!("optim.{}.{what}", params.name(id));
         if let Some(t) = state.get(&key) {
-            if t.shape() != params.value(id).shape() {
+            if t.shape() != params.value(id).shape()
+                && !crate::checkpoint::one_value_each(t.shape(), params.value(id).shape())
+            {
                 return Err(EngineError::Shape(format!(
                     "{key}: expected {:?}, found {:?}",
                     params.value(id).shape(),
                     t.shape()
                 )));
             }
-            *buffer(bufs, id, t.shape()) = t.clone();
+            // In the parameter's own shape (an old [1] scalar buffer becomes 0-d).
+            let shape = params.value(id).shape().to_vec();
+            *buffer(bufs, id, &shape) = Tensor::from_vec(&shape, t.data().to_vec())?;
         }
     }
     Ok(())
