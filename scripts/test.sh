@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
-# The test command: fetch the real data the tests read (verified by md5), then run every test.
+# The test command: fetch the real data the tests read (verified by md5), put Python's
+# safetensors reader into a local venv (one test reads our checkpoints with it; nothing is
+# installed globally), then run every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -x scripts/fetch-data.sh ]; then
     scripts/fetch-data.sh mnist fashion-mnist cifar10
 fi
+VENV=target/py-venv
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import safetensors, numpy" 2>/dev/null; then
+    if python3 -m venv "$VENV" && "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check safetensors numpy; then
+        echo "test.sh: Python's safetensors and numpy installed in $VENV"
+    else
+        echo "test.sh: warning: could not set up $VENV; the Python reader check will be skipped" >&2
+    fi
+fi
+[ -x "$VENV/bin/python" ] && export SPH_PYTHON="$PWD/$VENV/bin/python"
 cargo test --workspace --release

@@ -4,6 +4,7 @@
 
 mod analyze;
 mod figures;
+mod fuzz;
 mod overlap;
 mod plot;
 mod recipe;
@@ -40,6 +41,9 @@ enum Command {
     Report(report::ReportArgs),
     /// The paper's figures, trained on a small budget and drawn as PNG.
     Figure(FigureArgs),
+    /// Feed a file reader mutated inputs (scripts/fuzz.sh runs every target).
+    #[command(hide = true)]
+    Fuzz(fuzz::FuzzArgs),
 }
 
 #[derive(Args)]
@@ -154,6 +158,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => train::run_eval(args),
         Command::Models => train::run_models(),
         Command::Report(args) => report::run_report(args),
+        Command::Fuzz(args) => fuzz::run_fuzz(args),
         Command::Analyze(a) => match a.command {
             AnalyzeCommand::Overlap(args) => analyze::run_overlap(args),
         },

@@ -22,12 +22,12 @@ pub struct ReportArgs {
     pub target: f64,
 }
 
-struct Run {
+pub(crate) struct Run {
     settings: Settings,
     history: Vec<EpochMetrics>,
 }
 
-fn read_run(dir: &Path) -> Result<Run> {
+pub(crate) fn read_run(dir: &Path) -> Result<Run> {
     let config: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("config.json"))
             .with_context(|| format!("reading {}", dir.join("config.json").display()))?,

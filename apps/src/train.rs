@@ -461,6 +461,52 @@ fn stop_flag() -> &'static AtomicBool {
     &STOP
 }
 
+/// What a checkpoint of `sph train` holds besides its tensors.
+pub struct RunState {
+    /// The run's resolved settings.
+    pub settings: Settings,
+    /// Metrics of the finished epochs (without timings).
+    pub history: Vec<EpochMetrics>,
+    /// Where the run stopped.
+    progress: Progress,
+    /// Best test accuracy so far.
+    pub best_acc: f64,
+}
+
+/// Parses the metadata of a checkpoint written by `sph train`.
+pub fn read_run_state(path: &Path, ckpt: &Checkpoint) -> Result<RunState> {
+    Ok(RunState {
+        settings: read_meta(path, ckpt, "settings")?,
+        history: read_meta(path, ckpt, "history")?,
+        progress: read_meta(path, ckpt, "progress")?,
+        best_acc: ckpt.metadata.get("best_acc").and_then(|v| v.parse().ok()).unwrap_or(f64::NEG_INFINITY),
+    })
+}
+
+/// Reads a run checkpoint into `model` as a resume does (tensors, optimizer state and
+/// metadata), without training: the entry point `sph fuzz checkpoint` exercises.
+pub fn read_run_checkpoint(path: &Path, model: &mut Model) -> Result<RunState> {
+    let ckpt = checkpoint::load(path)?;
+    let state = read_run_state(path, &ckpt)?;
+    checkpoint::restore_store(path, &ckpt, model.params_mut())?;
+    let mut opt = build_optimizer(&state.settings)?;
+    opt.load_state(model.params(), &ckpt.tensors).with_context(|| format!("{}", path.display()))?;
+    Ok(state)
+}
+
+/// Writes a checkpoint of a run at an epoch's end (as `sph train` does after each epoch).
+pub fn save_run_checkpoint(
+    path: &Path,
+    model: &Model,
+    opt: &dyn Optimizer,
+    s: &Settings,
+    history: &[EpochMetrics],
+) -> Result<()> {
+    let progress = Progress { epoch: history.len(), ..Progress::default() };
+    let best = history.iter().map(|m| m.test_acc).fold(f64::NEG_INFINITY, f64::max);
+    save_checkpoint(path, model, opt, s, history, &progress, best)
+}
+
 /// Saves parameters, buffers, optimizer state, settings, history and progress.
 fn save_checkpoint(
     path: &Path,
@@ -618,10 +664,9 @@ pub fn execute(
     if let Some((ckpt, path)) = &resumed {
         checkpoint::restore_store(path, ckpt, model.params_mut()).map_err(|e| anyhow!("{e}"))?;
         opt.load_state(model.params(), &ckpt.tensors).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-        history = read_meta(path, ckpt, "history")?;
-        progress = read_meta(path, ckpt, "progress")?;
-        best_acc = ckpt.metadata.get("best_acc").and_then(|v| v.parse().ok()).unwrap_or(f64::NEG_INFINITY);
-        let saved: Settings = read_meta(path, ckpt, "settings")?;
+        let state = read_run_state(path, ckpt)?;
+        (history, progress, best_acc) = (state.history, state.progress, state.best_acc);
+        let saved = state.settings;
         // The skip is counted in steps of the saved batch size; another size would train
         // some images of the interrupted epoch twice and others not at all.
         if progress.steps_done > 0 && saved.batch_size != s.batch_size {

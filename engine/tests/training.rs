@@ -200,6 +200,8 @@ fn checkpoint_names_follow_pytorch_and_python_can_read_them() {
             "net.6.bias"
         ]
     );
+    // A 0-d scalar, as the spherization layer's scaling (PyTorch holds it 0-d too).
+    store.add("sphere.scaling", Tensor::from_vec(&[], vec![5.0]).unwrap());
     let path = tmp_path("python.safetensors");
     checkpoint::save(&path, &checkpoint::store_tensors(&store), &HashMap::new()).unwrap();
 
@@ -216,15 +218,29 @@ fn checkpoint_names_follow_pytorch_and_python_can_read_them() {
     let first = f32::from_le_bytes(bytes[start..start + 4].try_into().unwrap());
     assert_eq!(first, store.value(store.find("net.6.bias").unwrap()).data()[0]);
 
-    // ... and Python's safetensors package is the one users will use (installed by .ci/run).
+    assert_eq!(parsed.tensor("sphere.scaling").unwrap().shape(), &[] as &[usize]);
+
+    // ... and Python's safetensors package is the one users will use. scripts/test.sh puts
+    // it in a local venv and names that interpreter in SPH_PYTHON.
+    let python = std::env::var("SPH_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let has_reader = std::process::Command::new(&python)
+        .args(["-c", "import safetensors, numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_reader {
+        eprintln!(
+            "SKIPPED the Python part of this test: {python} cannot import safetensors and numpy (run the tests with scripts/test.sh, which installs them into a local venv)"
+        );
+        return;
+    }
     let script = format!(
-        "from safetensors.numpy import load_file; t = load_file('{}'); print(t['net.0.weight'].shape, float(t['net.6.bias'][0]))",
+        "from safetensors.numpy import load_file; t = load_file('{}'); print(t['net.0.weight'].shape, t['sphere.scaling'].shape, float(t['net.6.bias'][0]))",
         path.display()
     );
-    let out = std::process::Command::new("python3").args(["-c", &script]).output().expect("python3 runs");
+    let out = std::process::Command::new(&python).args(["-c", &script]).output().expect("python runs");
     assert!(out.status.success(), "python could not read the checkpoint: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.starts_with("(8, 1, 3, 3)"), "python read {text}");
+    assert!(text.starts_with("(8, 1, 3, 3) ()"), "python read {text}");
     let py_first: f32 = text.split_whitespace().last().unwrap().parse().unwrap();
     assert_eq!(py_first, first);
 }

@@ -93,13 +93,13 @@ fn parameter_names_follow_the_official_code() {
             ("fc3.bias", &[120]),
             ("fc4.weight", &[84, 120]),
             ("fc4.bias", &[84]),
-            ("sph_fc5.sph.scaling", &[1]),
+            ("sph_fc5.sph.scaling", &[]),
             ("sph_fc5.layer.weight", &[10, 85]),
         ])
     );
     assert_eq!(
         learnable("sph_toy", &ModelConfig { classes: 2, ..cfg.clone() }),
-        owned(&[("fc1.weight", &[1, 2]), ("sph_fc2.sph.scaling", &[1]), ("sph_fc2.layer.weight", &[2, 2])])
+        owned(&[("fc1.weight", &[1, 2]), ("sph_fc2.sph.scaling", &[]), ("sph_fc2.layer.weight", &[2, 2])])
     );
     let small = ModelConfig { widths: Some([4, 4, 4, 4]), ..cfg.clone() };
     let vgg: Vec<String> = learnable("vgg11_bn", &small).into_iter().map(|(n, _)| n).collect();
@@ -129,7 +129,7 @@ fn parameter_names_follow_the_official_code() {
     let sph_vgg = learnable("sph_vgg11_bn", &small);
     assert_eq!(
         sph_vgg[sph_vgg.len() - 2..],
-        owned(&[("classifier.4.sph.scaling", &[1]), ("classifier.4.layer.weight", &[10, 4097])])
+        owned(&[("classifier.4.sph.scaling", &[]), ("classifier.4.layer.weight", &[10, 4097])])
     );
     let bn = build("vgg11_bn", &small).unwrap();
     assert!(
@@ -143,7 +143,7 @@ fn parameter_names_follow_the_official_code() {
             ("classifier.0.bias", &[256]),
             ("classifier.2.weight", &[2, 256]),
             ("classifier.2.bias", &[2]),
-            ("classifier.3.sph.scaling", &[1]),
+            ("classifier.3.sph.scaling", &[]),
             ("classifier.3.layer.weight", &[10, 3]),
         ])
     );
