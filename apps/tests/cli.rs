@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::text;
+use common::{assert_one_line_error, text};
 
 fn data_dir() -> PathBuf {
     common::data_dir(&[("mnist", "mnist")])
@@ -110,15 +110,6 @@ fn resume_after_two_epochs_equals_an_uninterrupted_run() {
     let _ = std::fs::remove_dir_all(&part);
 }
 
-fn assert_one_line_error(o: &Output, needles: &[&str]) {
-    assert_eq!(o.status.code(), Some(2), "{}", text(o));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
-    for n in needles {
-        assert!(err.contains(n), "'{n}' missing from: {err}");
-    }
-}
-
 #[test]
 fn bad_input_gives_one_line_and_exit_code_2() {
     assert_one_line_error(
@@ -215,7 +206,6 @@ fn data_show_writes_a_grid_and_lists_classes() {
 
 #[test]
 fn ctrl_c_saves_mid_epoch_and_the_resumed_run_equals_an_uninterrupted_one() {
-    use std::io::{BufRead, BufReader};
     let base = [
         "train",
         "--model",
@@ -238,25 +228,10 @@ fn ctrl_c_saves_mid_epoch_and_the_resumed_run_equals_an_uninterrupted_one() {
     assert!(o.status.success(), "{}", text(&o));
 
     let cut = scratch("ctrlc-cut");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sph"))
-        .args([&base[..], &["--out", cut.to_str().unwrap()]].concat())
-        .env("SPH_DATA", data_dir())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    // The handler is installed before the run prints its output folder.
-    for line in lines.by_ref() {
-        if line.unwrap().starts_with("output:") {
-            break;
-        }
-    }
-    std::thread::sleep(std::time::Duration::from_millis(700));
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let (status, rest) =
+        common::interrupt(&data_dir(), &[&base[..], &["--out", cut.to_str().unwrap()]].concat(), "-INT");
     // 130: the shell's code for a run ended by SIGINT, so scripts can tell it from a finished one.
-    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert_eq!(status.code(), Some(130));
     assert!(rest.iter().any(|l| l.starts_with("interrupted at epoch 1, step")), "{rest:?}");
     let ckpt = cut.join("last.safetensors");
     let o = sph(&[&base[..], &["--resume", ckpt.to_str().unwrap()]].concat());

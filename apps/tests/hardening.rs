@@ -5,9 +5,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use common::text;
+use common::{assert_one_line_error, text};
 
 fn data_dir() -> PathBuf {
     common::data_dir(&[("mnist", "mnist")])
@@ -19,16 +19,6 @@ fn sph(args: &[&str]) -> Output {
 
 fn scratch(name: &str) -> PathBuf {
     common::scratch("sph-hardening", name)
-}
-
-/// Exit code 2 and exactly one line on stderr holding every needle.
-fn assert_one_line_error(o: &Output, needles: &[&str]) {
-    assert_eq!(o.status.code(), Some(2), "{}", text(o));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
-    for n in needles {
-        assert!(err.contains(n), "'{n}' missing from: {err}");
-    }
 }
 
 const TINY: [&str; 10] =
@@ -118,28 +108,6 @@ fn outputs_that_exist_are_not_overwritten_without_force() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Starts a run that prints its output folder, waits until it has trained a little, then
-/// sends `signal`; returns the exit status and the lines printed after the signal.
-fn interrupt(args: &[&str], signal: &str) -> (std::process::ExitStatus, Vec<String>) {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sph"))
-        .args(args)
-        .env("SPH_DATA", data_dir())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().starts_with("output:") {
-            break;
-        }
-    }
-    std::thread::sleep(std::time::Duration::from_millis(700));
-    assert!(Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
-    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
-    (child.wait().unwrap(), rest)
-}
-
 #[test]
 fn sigterm_saves_like_ctrl_c_exits_130_and_resume_refuses_another_batch_size() {
     let out = scratch("sigterm");
@@ -160,7 +128,7 @@ fn sigterm_saves_like_ctrl_c_exits_130_and_resume_refuses_another_batch_size() {
         "--out",
         out.to_str().unwrap(),
     ];
-    let (status, rest) = interrupt(&args, "-TERM");
+    let (status, rest) = common::interrupt(&data_dir(), &args, "-TERM");
     assert_eq!(status.code(), Some(130), "{rest:?}");
     assert!(rest.iter().any(|l| l.starts_with("interrupted at epoch 1, step")), "{rest:?}");
     let ckpt = out.join("last.safetensors");

@@ -35,3 +35,40 @@ pub fn scratch(prefix: &str, name: &str) -> PathBuf {
 pub fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
+
+/// Exit code 2 and exactly one line on stderr holding every needle.
+#[allow(dead_code)] // not every test file checks errors
+pub fn assert_one_line_error(o: &Output, needles: &[&str]) {
+    assert_eq!(o.status.code(), Some(2), "{}", text(o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    for n in needles {
+        assert!(err.contains(n), "'{n}' missing from: {err}");
+    }
+}
+
+/// Starts `sph args` with `SPH_DATA` set to `data`, waits until the run has printed its
+/// output folder and trained a little, then sends `signal` (e.g. "-INT"); returns the exit
+/// status and the lines printed after the signal.
+#[allow(dead_code)] // not every test file interrupts runs
+pub fn interrupt(data: &Path, args: &[&str], signal: &str) -> (std::process::ExitStatus, Vec<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sph"))
+        .args(args)
+        .env("SPH_DATA", data)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sph starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    // The signal handler is installed before the run prints its output folder.
+    for line in lines.by_ref() {
+        if line.expect("utf-8 output").starts_with("output:") {
+            break;
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let sent = Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill runs");
+    assert!(sent.success());
+    let rest: Vec<String> = lines.map(|l| l.expect("utf-8 output")).collect();
+    (child.wait().expect("sph ends"), rest)
+}
