@@ -17,10 +17,16 @@ cargo build --release --quiet -p apps
 # Generous: about 200 us per input here; a hang shows as running into this limit.
 LIMIT=$(( 60 + N / 1000 ))
 status=0
+passed=0
+failed=0
 for target in idx-images idx-labels idx-gzip cifar10 cifar100 checkpoint run-config; do
     if ! timeout "$LIMIT" target/release/sph fuzz "$target" --inputs "$N"; then
         echo "fuzz: $target failed or did not finish within $LIMIT s" >&2
         status=1
+        failed=$((failed + 1))
+    else
+        passed=$((passed + 1))
     fi
 done
+echo "fuzz: $passed passed, $failed failed"
 exit "$status"
