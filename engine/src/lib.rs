@@ -2,12 +2,16 @@
 //! optimizers and checkpoints, written from scratch for the CPU.
 //!
 //! Floors, bottom up: [`tensor`] (shape + f32 storage), [`kernels`] (plain slice functions),
-//! [`autograd`] (the tape), [`ops`] (forward + backward per op), [`nn`] (modules),
-//! [`optim`] (optimizers, schedules), [`checkpoint`] (safetensors files).
+//! [`autograd`] (the tape, with `op`: what each op saves for backward), [`ops`] (forward +
+//! backward per op), `backward` (the reverse walk, one `match` over the ops), [`nn`]
+//! (modules), [`optim`] (optimizers, schedules), [`checkpoint`] (safetensors files).
+//! Each floor uses only the floors below it.
 
 pub mod autograd;
+mod backward;
 pub mod error;
 pub mod kernels;
+mod op;
 pub mod ops;
 pub mod params;
 pub mod tensor;

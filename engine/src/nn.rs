@@ -6,6 +6,7 @@ use rand::Rng;
 use crate::autograd::{Graph, Var};
 use crate::error::{EngineError, Result};
 use crate::kernels::spherize::lower_angle;
+use crate::ops::angular::{AngleFn, Projection};
 use crate::ops::norm::BatchNormIds;
 use crate::params::{ParamId, ParamStore};
 use crate::tensor::Tensor;
@@ -332,6 +333,39 @@ impl Module for Spherization {
         let alpha = self.scaling.on(g);
         let radius = self.radius.on(g);
         g.spherize(x, alpha, radius, self.phi_lower)
+    }
+}
+
+/// A bias-free layer `y = f(theta)` or `|x| f(theta)` over the angles between the input and
+/// each weight row (SphereNet's angular projections), with the weight `{name}.fc.weight`
+/// [out, in] as the official HSN code names it.
+pub struct AngularLinear {
+    weight: ParamId,
+    f: AngleFn,
+    projection: Projection,
+}
+
+impl AngularLinear {
+    /// Registers `{name}.fc.weight` with PyTorch's default Linear init (uniform in +-1/sqrt(in)).
+    pub fn new(
+        store: &mut ParamStore,
+        name: &str,
+        fan_in: usize,
+        fan_out: usize,
+        f: AngleFn,
+        projection: Projection,
+        rng: &mut impl Rng,
+    ) -> AngularLinear {
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let w = Tensor::uniform(&[fan_out, fan_in], -bound, bound, rng);
+        AngularLinear { weight: store.add(format!("{name}.fc.weight"), w), f, projection }
+    }
+}
+
+impl Module for AngularLinear {
+    fn forward(&self, g: &mut Graph, x: Var) -> Result<Var> {
+        let w = g.param(self.weight);
+        g.angular(x, w, self.f, self.projection)
     }
 }
 

@@ -11,9 +11,8 @@
 //! projection `classifier.{i}.fc.weight` (as the official `HSNLinear`); a spherized layer
 //! `classifier.{i}.sph.scaling`, `classifier.{i}.layer.weight`.
 
-use engine::nn::{Flatten, MaxPool2d, Module, Sequential};
+use engine::nn::{AngularLinear, Flatten, MaxPool2d, Sequential};
 use engine::ops::angular::{AngleFn, Projection};
-use engine::{Graph, ParamId, Result, Tensor, Var};
 
 use crate::config::ModelConfig;
 use crate::error::ModelError;
@@ -39,37 +38,6 @@ pub(crate) enum Scope {
     Both,
 }
 
-/// A bias-free layer `y = f(theta)` or `|x| f(theta)` over the angles between the input and
-/// each weight row, with the weight `{name}.fc.weight` [out, in].
-pub(crate) struct AngularLinear {
-    weight: ParamId,
-    f: AngleFn,
-    projection: Projection,
-}
-
-impl AngularLinear {
-    /// Registers `{name}.fc.weight` with PyTorch's default Linear init (uniform in +-1/sqrt(in)).
-    fn new(
-        b: &mut Builder,
-        name: &str,
-        fan_in: usize,
-        fan_out: usize,
-        f: AngleFn,
-        projection: Projection,
-    ) -> AngularLinear {
-        let bound = 1.0 / (fan_in as f32).sqrt();
-        let w = Tensor::uniform(&[fan_out, fan_in], -bound, bound, &mut b.rng);
-        AngularLinear { weight: b.store.add(format!("{name}.fc.weight"), w), f, projection }
-    }
-}
-
-impl Module for AngularLinear {
-    fn forward(&self, g: &mut Graph, x: Var) -> Result<Var> {
-        let w = g.param(self.weight);
-        g.angular(x, w, self.f, self.projection)
-    }
-}
-
 /// One classifier layer `n -> m` computing `op`.
 fn classifier_layer(
     b: &mut Builder,
@@ -80,7 +48,9 @@ fn classifier_layer(
 ) -> std::result::Result<Layer, ModelError> {
     Ok(match op {
         Operator::Plain => Layer::Linear(b.linear(name, n, m, true)),
-        Operator::Angle(f, projection) => Layer::Angular(AngularLinear::new(b, name, n, m, f, projection)),
+        Operator::Angle(f, projection) => {
+            Layer::Angular(AngularLinear::new(&mut b.store, name, n, m, f, projection, &mut b.rng))
+        }
         Operator::Spherized => Layer::Spherized(b.spherized(name, n, m)?),
     })
 }

@@ -3,12 +3,11 @@
 
 use std::sync::Arc;
 
-use engine::nn::{BatchNorm, Conv2d, Linear, Module, ReLU, Sequential, SpherizedLinear};
+use engine::nn::{AngularLinear, BatchNorm, Conv2d, Linear, Module, ReLU, Sequential, SpherizedLinear};
 use engine::{EngineError, Graph, Mode, ParamStore, Result, Tensor, Var};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::cnn9::AngularLinear;
 use crate::config::ModelConfig;
 use crate::error::ModelError;
 
@@ -195,11 +194,32 @@ impl Model {
 
     /// Evaluation-mode pass over a batch: (representation, logits) as plain tensors.
     pub fn evaluate(&mut self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (repr, logits, _) = self.eval_forward(x.clone(), None)?;
+        Ok((repr, logits))
+    }
+
+    /// Like [`Model::evaluate`], with the mean softmax cross-entropy against `labels`:
+    /// (representation, logits, loss).
+    pub fn evaluate_with_loss(&mut self, x: Tensor, labels: &[usize]) -> Result<(Tensor, Tensor, f32)> {
+        let (repr, logits, loss) = self.eval_forward(x, Some(labels))?;
+        Ok((repr, logits, loss.unwrap_or(f32::NAN)))
+    }
+
+    /// The one evaluation-mode forward pass (no tape, running statistics, no dropout) that
+    /// every evaluation goes through.
+    fn eval_forward(&mut self, x: Tensor, labels: Option<&[usize]>) -> Result<(Tensor, Tensor, Option<f32>)> {
         let (net, params) = self.split_mut();
         let mut g = Graph::new(params, Mode::Eval, 0);
-        let xv = g.input(x.clone());
+        let xv = g.input(x);
         let (repr, logits) = net.forward_with_representation(&mut g, xv)?;
-        Ok((g.value(repr).clone(), g.value(logits).clone()))
+        let loss = match labels {
+            Some(labels) => {
+                let loss = g.softmax_cross_entropy(logits, labels)?;
+                Some(g.value(loss).item())
+            }
+            None => None,
+        };
+        Ok((g.value(repr).clone(), g.value(logits).clone(), loss))
     }
 }
 

@@ -45,9 +45,11 @@
 
 use std::f64::consts::PI;
 
-use crate::autograd::{Grads, Graph, Op, Values, Var};
+use crate::autograd::{Grads, Graph, Values, Var};
 use crate::error::{EngineError, Result};
 use crate::kernels::{sgemm, Trans};
+pub use crate::op::{AngleFn, Projection};
+use crate::op::{AngularSaved, Op};
 use crate::tensor::Tensor;
 
 /// Cosines are clamped to `[-COS_LIMIT, COS_LIMIT]` before `acos`, whose slope is infinite at +-1.
@@ -56,26 +58,6 @@ const COS_LIMIT: f64 = 1.0 - 1e-6;
 const NORM_EPS: f64 = 1e-12;
 /// SphereConv's sigmoid sharpness k.
 const SIGMOID_K: f64 = 0.3;
-
-/// The function of the angle theta between an input row and a weight row.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AngleFn {
-    /// `1 - 2 theta / pi`.
-    Linear,
-    /// `cos theta`.
-    Cosine,
-    /// SphereConv's sigmoid of theta with k = 0.3.
-    Sigmoid,
-}
-
-/// Whether the input's norm is thrown away or kept as a factor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Projection {
-    /// `y = f(theta)`: input and weights normalized.
-    Direct,
-    /// `y = |x| f(theta)`: only the weights normalized ("W-Softmax").
-    Indirect,
-}
 
 impl AngleFn {
     /// `(f, df/dc)` at cosine `c`.
@@ -132,66 +114,59 @@ impl Graph<'_> {
                 *y = (scale * f.eval(*c as f64).0) as f32;
             }
         }
-        Ok(self.record(Op::Angular { x, w, f, projection, x_norm, w_norm, cos }, y, &[x, w]))
+        Ok(self.record(Op::Angular(AngularSaved { x, w, f, projection, x_norm, w_norm, cos }), y, &[x, w]))
     }
 }
 
 /// Gradients for x and w; the derivation is in the module docs.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn angular_backward(
-    values: &Values,
-    grads: &mut Grads,
-    dy: &[f32],
-    x: Var,
-    w: Var,
-    f: AngleFn,
-    projection: Projection,
-    x_norm: &[f32],
-    w_norm: &[f32],
-    cos: &[f32],
-) {
-    let (xv, wv) = (values.get(x), values.get(w));
-    let (batch, n, m) = (xv.shape()[0], xv.shape()[1], wv.shape()[0]);
-    let indirect = projection == Projection::Indirect;
-    // A = gc / (|x_i| |w_j|), and the sums that scale the diagonal corrections.
-    let mut a = vec![0.0f32; batch * m];
-    let mut row_coef = vec![0.0f32; batch];
-    let mut col_sum = vec![0.0f64; m];
-    for i in 0..batch {
-        let nx = x_norm[i] as f64;
-        let mut gc_c = 0.0f64;
-        let mut g_f = 0.0f64;
-        for j in 0..m {
-            let k = i * m + j;
-            let c = cos[k] as f64;
-            let (fv, dfdc) = f.eval(c);
-            let g = dy[k] as f64;
-            let gc = if indirect { g * nx * dfdc } else { g * dfdc };
-            a[k] = (gc / (nx * w_norm[j] as f64)) as f32;
-            gc_c += gc * c;
-            col_sum[j] += gc * c;
-            g_f += g * fv;
+impl AngularSaved {
+    pub(crate) fn backward(&self, values: &Values, grads: &mut Grads, dy: &[f32]) {
+        let (x, w, f, projection) = (self.x, self.w, self.f, self.projection);
+        let (x_norm, w_norm, cos) = (&self.x_norm[..], &self.w_norm[..], &self.cos[..]);
+        let (xv, wv) = (values.get(x), values.get(w));
+        let (batch, n, m) = (xv.shape()[0], xv.shape()[1], wv.shape()[0]);
+        let indirect = projection == Projection::Indirect;
+        // A = gc / (|x_i| |w_j|), and the sums that scale the diagonal corrections.
+        let mut a = vec![0.0f32; batch * m];
+        let mut row_coef = vec![0.0f32; batch];
+        let mut col_sum = vec![0.0f64; m];
+        for i in 0..batch {
+            let nx = x_norm[i] as f64;
+            let mut gc_c = 0.0f64;
+            let mut g_f = 0.0f64;
+            for j in 0..m {
+                let k = i * m + j;
+                let c = cos[k] as f64;
+                let (fv, dfdc) = f.eval(c);
+                let g = dy[k] as f64;
+                let gc = if indirect { g * nx * dfdc } else { g * dfdc };
+                a[k] = (gc / (nx * w_norm[j] as f64)) as f32;
+                gc_c += gc * c;
+                col_sum[j] += gc * c;
+                g_f += g * fv;
+            }
+            let mut coef = gc_c / (nx * nx);
+            if indirect {
+                coef -= g_f / nx;
+            }
+            row_coef[i] = coef as f32;
         }
-        let mut coef = gc_c / (nx * nx);
-        if indirect {
-            coef -= g_f / nx;
+        if let Some(dx) = grads.slot(x) {
+            // dX += A [B, m] @ W [m, n] - diag(row_coef) X
+            sgemm(Trans::N, Trans::N, batch, n, m, 1.0, &a, wv.data(), 1.0, dx);
+            for ((d_row, x_row), &coef) in dx.chunks_mut(n).zip(xv.data().chunks(n)).zip(&row_coef) {
+                d_row.iter_mut().zip(x_row).for_each(|(d, &v)| *d -= coef * v);
+            }
         }
-        row_coef[i] = coef as f32;
-    }
-    if let Some(dx) = grads.slot(x) {
-        // dX += A [B, m] @ W [m, n] - diag(row_coef) X
-        sgemm(Trans::N, Trans::N, batch, n, m, 1.0, &a, wv.data(), 1.0, dx);
-        for ((d_row, x_row), &coef) in dx.chunks_mut(n).zip(xv.data().chunks(n)).zip(&row_coef) {
-            d_row.iter_mut().zip(x_row).for_each(|(d, &v)| *d -= coef * v);
-        }
-    }
-    if let Some(dw) = grads.slot(w) {
-        // dW += A^T [m, B] @ X [B, n] - diag(col_sum / |w_j|^2) W
-        sgemm(Trans::T, Trans::N, m, n, batch, 1.0, &a, xv.data(), 1.0, dw);
-        for (j, (d_row, w_row)) in dw.chunks_mut(n).zip(wv.data().chunks(n)).enumerate() {
-            let nw = w_norm[j] as f64;
-            let coef = (col_sum[j] / (nw * nw)) as f32;
-            d_row.iter_mut().zip(w_row).for_each(|(d, &v)| *d -= coef * v);
+        if let Some(dw) = grads.slot(w) {
+            // dW += A^T [m, B] @ X [B, n] - diag(col_sum / |w_j|^2) W
+            sgemm(Trans::T, Trans::N, m, n, batch, 1.0, &a, xv.data(), 1.0, dw);
+            for (j, (d_row, w_row)) in dw.chunks_mut(n).zip(wv.data().chunks(n)).enumerate() {
+                let nw = w_norm[j] as f64;
+                let coef = (col_sum[j] / (nw * nw)) as f32;
+                d_row.iter_mut().zip(w_row).for_each(|(d, &v)| *d -= coef * v);
+            }
         }
     }
 }

@@ -6,10 +6,11 @@
 
 use rayon::prelude::*;
 
-use crate::autograd::{Grads, Graph, Op, Values, Var};
+use crate::autograd::{Grads, Graph, Values, Var};
 use crate::error::{EngineError, Result};
 use crate::kernels::im2col::{col2im_add, im2col};
 use crate::kernels::{sgemm_serial, Trans, Window};
+use crate::op::{Conv2dSaved, Op};
 use crate::tensor::Tensor;
 
 /// Columns one GEMM should see at least: below this, images are grouped.
@@ -112,99 +113,99 @@ impl Graph<'_> {
             });
         }
         let inputs: Vec<Var> = [x, w].into_iter().chain(b).collect();
-        Ok(self.record(Op::Conv2d { x, w, b, window }, y, &inputs))
+        Ok(self.record(Op::Conv2d(Conv2dSaved { x, w, b, window }), y, &inputs))
     }
 }
 
 /// Per group of images (columns side by side): col = im2col(x_group); dy_wide = dy_group as
 /// [Co, group*HoWo];  dW += dy_wide @ col^T;  dx_group += col2im(W^T @ dy_wide);  db += sums of dy.
-pub(crate) fn conv2d_backward(
-    values: &Values,
-    grads: &mut Grads,
-    dy: &[f32],
-    x: Var,
-    w: Var,
-    b: Option<Var>,
-    window: &Window,
-) {
-    let (xv, wv) = (values.get(x), values.get(w));
-    let batch = xv.shape()[0];
-    let c_out = wv.shape()[0];
-    let (rows, cols) = (window.col_rows(), window.col_cols());
-    let in_size = xv.len() / batch.max(1);
-    let out_size = c_out * cols;
-    let group = images_per_gemm(window, batch);
-    let chunk = backward_chunk(window, batch);
+impl Conv2dSaved {
+    pub(crate) fn backward(&self, values: &Values, grads: &mut Grads, dy: &[f32]) {
+        let (x, w, b, window) = (self.x, self.w, self.b, &self.window);
+        let (xv, wv) = (values.get(x), values.get(w));
+        let batch = xv.shape()[0];
+        let c_out = wv.shape()[0];
+        let (rows, cols) = (window.col_rows(), window.col_cols());
+        let in_size = xv.len() / batch.max(1);
+        let out_size = c_out * cols;
+        let group = images_per_gemm(window, batch);
+        let chunk = backward_chunk(window, batch);
 
-    if let Some(db) = b.and_then(|b| grads.slot(b)) {
-        for dy_n in dy.chunks(out_size) {
-            for (g, plane) in db.iter_mut().zip(dy_n.chunks(cols)) {
-                *g += plane.iter().sum::<f32>();
-            }
-        }
-    }
-    let want_dw = grads.slot(w).is_some();
-    // Each chunk of images returns its partial dW; partials are added in chunk order.
-    let work = |(ci, dx_chunk): (usize, Option<&mut [f32]>)| -> Vec<f32> {
-        let mut col = vec![0.0f32; rows * group * cols];
-        let mut dy_wide = vec![0.0f32; c_out * group * cols];
-        let mut dw_part = if want_dw { vec![0.0f32; c_out * rows] } else { Vec::new() };
-        let first = ci * chunk;
-        let last = (first + chunk).min(batch);
-        let mut dx_chunk = dx_chunk;
-        for start in (first..last).step_by(group) {
-            let images = group.min(last - start);
-            let ld = images * cols;
-            gather_group(&dy[start * out_size..(start + images) * out_size], &mut dy_wide[..c_out * ld], c_out, cols);
-            if want_dw {
-                for j in 0..images {
-                    let n = start + j;
-                    im2col(&xv.data()[n * in_size..(n + 1) * in_size], window, &mut col[j * cols..], ld);
-                }
-                // dW [Co, C*k*k] += dy_wide [Co, images*HoWo] @ col^T [images*HoWo, C*k*k]
-                sgemm_serial(
-                    Trans::N,
-                    Trans::T,
-                    c_out,
-                    rows,
-                    ld,
-                    1.0,
-                    &dy_wide[..c_out * ld],
-                    &col[..rows * ld],
-                    1.0,
-                    &mut dw_part,
-                );
-            }
-            if let Some(dx) = dx_chunk.as_deref_mut() {
-                // dcol [C*k*k, images*HoWo] = W^T @ dy_wide, then scattered back onto each image.
-                sgemm_serial(
-                    Trans::T,
-                    Trans::N,
-                    rows,
-                    ld,
-                    c_out,
-                    1.0,
-                    wv.data(),
-                    &dy_wide[..c_out * ld],
-                    0.0,
-                    &mut col[..rows * ld],
-                );
-                for j in 0..images {
-                    let local = start + j - first;
-                    col2im_add(&col[j * cols..], window, &mut dx[local * in_size..(local + 1) * in_size], ld);
+        if let Some(db) = b.and_then(|b| grads.slot(b)) {
+            for dy_n in dy.chunks(out_size) {
+                for (g, plane) in db.iter_mut().zip(dy_n.chunks(cols)) {
+                    *g += plane.iter().sum::<f32>();
                 }
             }
         }
-        dw_part
-    };
-    let partials: Vec<Vec<f32>> = match grads.slot(x) {
-        Some(dx) => dx.par_chunks_mut(chunk * in_size).enumerate().map(|(i, d)| work((i, Some(d)))).collect(),
-        None => (0..batch.div_ceil(chunk)).into_par_iter().map(|i| work((i, None))).collect(),
-    };
-    if let Some(dw) = grads.slot(w) {
-        for part in &partials {
-            for (g, &p) in dw.iter_mut().zip(part) {
-                *g += p;
+        let want_dw = grads.slot(w).is_some();
+        // Each chunk of images returns its partial dW; partials are added in chunk order.
+        let work = |(ci, dx_chunk): (usize, Option<&mut [f32]>)| -> Vec<f32> {
+            let mut col = vec![0.0f32; rows * group * cols];
+            let mut dy_wide = vec![0.0f32; c_out * group * cols];
+            let mut dw_part = if want_dw { vec![0.0f32; c_out * rows] } else { Vec::new() };
+            let first = ci * chunk;
+            let last = (first + chunk).min(batch);
+            let mut dx_chunk = dx_chunk;
+            for start in (first..last).step_by(group) {
+                let images = group.min(last - start);
+                let ld = images * cols;
+                gather_group(
+                    &dy[start * out_size..(start + images) * out_size],
+                    &mut dy_wide[..c_out * ld],
+                    c_out,
+                    cols,
+                );
+                if want_dw {
+                    for j in 0..images {
+                        let n = start + j;
+                        im2col(&xv.data()[n * in_size..(n + 1) * in_size], window, &mut col[j * cols..], ld);
+                    }
+                    // dW [Co, C*k*k] += dy_wide [Co, images*HoWo] @ col^T [images*HoWo, C*k*k]
+                    sgemm_serial(
+                        Trans::N,
+                        Trans::T,
+                        c_out,
+                        rows,
+                        ld,
+                        1.0,
+                        &dy_wide[..c_out * ld],
+                        &col[..rows * ld],
+                        1.0,
+                        &mut dw_part,
+                    );
+                }
+                if let Some(dx) = dx_chunk.as_deref_mut() {
+                    // dcol [C*k*k, images*HoWo] = W^T @ dy_wide, then scattered back onto each image.
+                    sgemm_serial(
+                        Trans::T,
+                        Trans::N,
+                        rows,
+                        ld,
+                        c_out,
+                        1.0,
+                        wv.data(),
+                        &dy_wide[..c_out * ld],
+                        0.0,
+                        &mut col[..rows * ld],
+                    );
+                    for j in 0..images {
+                        let local = start + j - first;
+                        col2im_add(&col[j * cols..], window, &mut dx[local * in_size..(local + 1) * in_size], ld);
+                    }
+                }
+            }
+            dw_part
+        };
+        let partials: Vec<Vec<f32>> = match grads.slot(x) {
+            Some(dx) => dx.par_chunks_mut(chunk * in_size).enumerate().map(|(i, d)| work((i, Some(d)))).collect(),
+            None => (0..batch.div_ceil(chunk)).into_par_iter().map(|i| work((i, None))).collect(),
+        };
+        if let Some(dw) = grads.slot(w) {
+            for part in &partials {
+                for (g, &p) in dw.iter_mut().zip(part) {
+                    *g += p;
+                }
             }
         }
     }

@@ -3,9 +3,10 @@
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
-use crate::autograd::{Grads, Graph, Op, Values, Var};
+use crate::autograd::{Grads, Graph, Values, Var};
 use crate::error::{EngineError, Result};
 use crate::kernels::parallel::{accumulate2, axpy, map, map2};
+use crate::op::{AddSaved, DropoutSaved, MulSaved, Op, ReluSaved, ScaleSaved, SigmoidSaved, TanhSaved};
 use crate::tensor::Tensor;
 
 /// Mixes several numbers into one well-spread seed (splitmix64 finalizer).
@@ -29,22 +30,22 @@ impl Graph<'_> {
 
     /// max(x, 0).
     pub fn relu(&mut self, x: Var) -> Var {
-        self.unary(x, |v| v.max(0.0), Op::Relu { x })
+        self.unary(x, |v| v.max(0.0), Op::Relu(ReluSaved { x }))
     }
 
     /// 1 / (1 + e^-x).
     pub fn sigmoid(&mut self, x: Var) -> Var {
-        self.unary(x, |v| 1.0 / (1.0 + (-v).exp()), Op::Sigmoid { x })
+        self.unary(x, |v| 1.0 / (1.0 + (-v).exp()), Op::Sigmoid(SigmoidSaved { x }))
     }
 
     /// tanh(x).
     pub fn tanh(&mut self, x: Var) -> Var {
-        self.unary(x, f32::tanh, Op::Tanh { x })
+        self.unary(x, f32::tanh, Op::Tanh(TanhSaved { x }))
     }
 
     /// factor * x.
     pub fn scale(&mut self, x: Var, factor: f32) -> Var {
-        self.unary(x, |v| factor * v, Op::Scale { x, factor })
+        self.unary(x, |v| factor * v, Op::Scale(ScaleSaved { x, factor }))
     }
 
     /// a + b, for equal shapes, or with b of shape [cols] added to every row of a [.., cols].
@@ -61,7 +62,7 @@ impl Graph<'_> {
                 "add: shapes {sa:?} and {sb:?} differ (and {sb:?} is not a row bias)"
             )));
         }
-        Ok(self.record(Op::Add { a, b }, y, &[a, b]))
+        Ok(self.record(Op::Add(AddSaved { a, b }), y, &[a, b]))
     }
 
     /// a * b elementwise, equal shapes.
@@ -71,7 +72,7 @@ impl Graph<'_> {
         }
         let mut y = Tensor::zeros(self.shape(a));
         map2(y.data_mut(), self.value(a).data(), self.value(b).data(), |u, v| u * v);
-        Ok(self.record(Op::Mul { a, b }, y, &[a, b]))
+        Ok(self.record(Op::Mul(MulSaved { a, b }), y, &[a, b]))
     }
 
     /// Inverted dropout: zeroes each value with probability `p` and scales the rest by
@@ -94,66 +95,87 @@ impl Graph<'_> {
         });
         let mut y = Tensor::zeros(self.shape(x));
         map2(y.data_mut(), self.value(x).data(), &mask, |v, m| v * m);
-        Ok(self.record(Op::Dropout { x, mask }, y, &[x]))
+        Ok(self.record(Op::Dropout(DropoutSaved { x, mask }), y, &[x]))
     }
 }
 
 /// dx += dy where x > 0.
-pub(crate) fn relu_backward(values: &Values, grads: &mut Grads, dy: &[f32], x: Var) {
-    if let Some(dx) = grads.slot(x) {
-        accumulate2(dx, dy, values.get(x).data(), |d, v| if v > 0.0 { d } else { 0.0 });
+impl ReluSaved {
+    pub(crate) fn backward(&self, values: &Values, grads: &mut Grads, dy: &[f32]) {
+        let x = self.x;
+        if let Some(dx) = grads.slot(x) {
+            accumulate2(dx, dy, values.get(x).data(), |d, v| if v > 0.0 { d } else { 0.0 });
+        }
     }
 }
 
 /// dx += dy * y (1 - y), with y the saved output.
-pub(crate) fn sigmoid_backward(grads: &mut Grads, dy: &[f32], x: Var, y: &Tensor) {
-    if let Some(dx) = grads.slot(x) {
-        accumulate2(dx, dy, y.data(), |d, s| d * s * (1.0 - s));
+impl SigmoidSaved {
+    pub(crate) fn backward(&self, values: &Values, grads: &mut Grads, dy: &[f32]) {
+        let (x, y) = (self.x, values.output());
+        if let Some(dx) = grads.slot(x) {
+            accumulate2(dx, dy, y.data(), |d, s| d * s * (1.0 - s));
+        }
     }
 }
 
 /// dx += dy * (1 - y^2), with y the saved output.
-pub(crate) fn tanh_backward(grads: &mut Grads, dy: &[f32], x: Var, y: &Tensor) {
-    if let Some(dx) = grads.slot(x) {
-        accumulate2(dx, dy, y.data(), |d, t| d * (1.0 - t * t));
+impl TanhSaved {
+    pub(crate) fn backward(&self, values: &Values, grads: &mut Grads, dy: &[f32]) {
+        let (x, y) = (self.x, values.output());
+        if let Some(dx) = grads.slot(x) {
+            accumulate2(dx, dy, y.data(), |d, t| d * (1.0 - t * t));
+        }
     }
 }
 
 /// dx += factor * dy.
-pub(crate) fn scale_backward(grads: &mut Grads, dy: &[f32], x: Var, factor: f32) {
-    if let Some(dx) = grads.slot(x) {
-        axpy(dx, factor, dy);
+impl ScaleSaved {
+    pub(crate) fn backward(&self, _values: &Values, grads: &mut Grads, dy: &[f32]) {
+        let ScaleSaved { x, factor } = *self;
+        if let Some(dx) = grads.slot(x) {
+            axpy(dx, factor, dy);
+        }
     }
 }
 
 /// da += dy; db += dy (summed over rows when b was a broadcast bias).
-pub(crate) fn add_backward(values: &Values, grads: &mut Grads, dy: &[f32], a: Var, b: Var) {
-    if let Some(da) = grads.slot(a) {
-        axpy(da, 1.0, dy);
-    }
-    let cols = values.get(b).len();
-    if let Some(db) = grads.slot(b) {
-        if cols == dy.len() {
-            axpy(db, 1.0, dy);
-        } else {
-            dy.chunks(cols).for_each(|row| db.iter_mut().zip(row).for_each(|(g, &d)| *g += d));
+impl AddSaved {
+    pub(crate) fn backward(&self, values: &Values, grads: &mut Grads, dy: &[f32]) {
+        let AddSaved { a, b } = *self;
+        if let Some(da) = grads.slot(a) {
+            axpy(da, 1.0, dy);
+        }
+        let cols = values.get(b).len();
+        if let Some(db) = grads.slot(b) {
+            if cols == dy.len() {
+                axpy(db, 1.0, dy);
+            } else {
+                dy.chunks(cols).for_each(|row| db.iter_mut().zip(row).for_each(|(g, &d)| *g += d));
+            }
         }
     }
 }
 
 /// da += dy * b; db += dy * a.
-pub(crate) fn mul_backward(values: &Values, grads: &mut Grads, dy: &[f32], a: Var, b: Var) {
-    if let Some(da) = grads.slot(a) {
-        accumulate2(da, dy, values.get(b).data(), |d, v| d * v);
-    }
-    if let Some(db) = grads.slot(b) {
-        accumulate2(db, dy, values.get(a).data(), |d, v| d * v);
+impl MulSaved {
+    pub(crate) fn backward(&self, values: &Values, grads: &mut Grads, dy: &[f32]) {
+        let MulSaved { a, b } = *self;
+        if let Some(da) = grads.slot(a) {
+            accumulate2(da, dy, values.get(b).data(), |d, v| d * v);
+        }
+        if let Some(db) = grads.slot(b) {
+            accumulate2(db, dy, values.get(a).data(), |d, v| d * v);
+        }
     }
 }
 
 /// dx += dy * mask.
-pub(crate) fn dropout_backward(grads: &mut Grads, dy: &[f32], x: Var, mask: &[f32]) {
-    if let Some(dx) = grads.slot(x) {
-        accumulate2(dx, dy, mask, |d, m| d * m);
+impl DropoutSaved {
+    pub(crate) fn backward(&self, _values: &Values, grads: &mut Grads, dy: &[f32]) {
+        let (x, mask) = (self.x, &self.mask[..]);
+        if let Some(dx) = grads.slot(x) {
+            accumulate2(dx, dy, mask, |d, m| d * m);
+        }
     }
 }

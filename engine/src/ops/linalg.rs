@@ -1,8 +1,9 @@
 //! linear (`x W^T + b`) and matmul: forward and backward side by side.
 
-use crate::autograd::{Grads, Graph, Op, Values, Var};
+use crate::autograd::{Grads, Graph, Values, Var};
 use crate::error::{EngineError, Result};
 use crate::kernels::{sgemm, Trans};
+use crate::op::{LinearSaved, MatmulSaved, Op};
 use crate::tensor::Tensor;
 
 impl Graph<'_> {
@@ -44,7 +45,7 @@ impl Graph<'_> {
             }
         }
         let inputs: Vec<Var> = [x, w].into_iter().chain(b).collect();
-        Ok(self.record(Op::Linear { x, w, b }, y, &inputs))
+        Ok(self.record(Op::Linear(LinearSaved { x, w, b }), y, &inputs))
     }
 
     /// `c[M, N] = a[M, K] @ b[K, N]`.
@@ -56,37 +57,43 @@ impl Graph<'_> {
         let (m, k, n) = (as_[0], as_[1], bs[1]);
         let mut c = Tensor::zeros(&[m, n]);
         sgemm(Trans::N, Trans::N, m, n, k, 1.0, self.value(a).data(), self.value(b).data(), 0.0, c.data_mut());
-        Ok(self.record(Op::Matmul { a, b }, c, &[a, b]))
+        Ok(self.record(Op::Matmul(MatmulSaved { a, b }), c, &[a, b]))
     }
 }
 
 /// dx [B, in] += dy [B, out] @ W [out, in];  dW [out, in] += dy^T @ x;  db [out] += column sums of dy.
-pub(crate) fn linear_backward(values: &Values, grads: &mut Grads, dy: &[f32], x: Var, w: Var, b: Option<Var>) {
-    let (xv, wv) = (values.get(x), values.get(w));
-    let (batch, fan_in, fan_out) = (xv.shape()[0], xv.shape()[1], wv.shape()[0]);
-    if let Some(dx) = grads.slot(x) {
-        sgemm(Trans::N, Trans::N, batch, fan_in, fan_out, 1.0, dy, wv.data(), 1.0, dx);
-    }
-    if let Some(dw) = grads.slot(w) {
-        sgemm(Trans::T, Trans::N, fan_out, fan_in, batch, 1.0, dy, xv.data(), 1.0, dw);
-    }
-    if let Some(db) = b.and_then(|b| grads.slot(b)) {
-        for row in dy.chunks(fan_out) {
-            for (g, &d) in db.iter_mut().zip(row) {
-                *g += d;
+impl LinearSaved {
+    pub(crate) fn backward(&self, values: &Values, grads: &mut Grads, dy: &[f32]) {
+        let LinearSaved { x, w, b } = *self;
+        let (xv, wv) = (values.get(x), values.get(w));
+        let (batch, fan_in, fan_out) = (xv.shape()[0], xv.shape()[1], wv.shape()[0]);
+        if let Some(dx) = grads.slot(x) {
+            sgemm(Trans::N, Trans::N, batch, fan_in, fan_out, 1.0, dy, wv.data(), 1.0, dx);
+        }
+        if let Some(dw) = grads.slot(w) {
+            sgemm(Trans::T, Trans::N, fan_out, fan_in, batch, 1.0, dy, xv.data(), 1.0, dw);
+        }
+        if let Some(db) = b.and_then(|b| grads.slot(b)) {
+            for row in dy.chunks(fan_out) {
+                for (g, &d) in db.iter_mut().zip(row) {
+                    *g += d;
+                }
             }
         }
     }
 }
 
 /// da [M, K] += dc [M, N] @ b^T;  db [K, N] += a^T @ dc.
-pub(crate) fn matmul_backward(values: &Values, grads: &mut Grads, dc: &[f32], a: Var, b: Var) {
-    let (av, bv) = (values.get(a), values.get(b));
-    let (m, k, n) = (av.shape()[0], av.shape()[1], bv.shape()[1]);
-    if let Some(da) = grads.slot(a) {
-        sgemm(Trans::N, Trans::T, m, k, n, 1.0, dc, bv.data(), 1.0, da);
-    }
-    if let Some(db) = grads.slot(b) {
-        sgemm(Trans::T, Trans::N, k, n, m, 1.0, av.data(), dc, 1.0, db);
+impl MatmulSaved {
+    pub(crate) fn backward(&self, values: &Values, grads: &mut Grads, dc: &[f32]) {
+        let MatmulSaved { a, b } = *self;
+        let (av, bv) = (values.get(a), values.get(b));
+        let (m, k, n) = (av.shape()[0], av.shape()[1], bv.shape()[1]);
+        if let Some(da) = grads.slot(a) {
+            sgemm(Trans::N, Trans::T, m, k, n, 1.0, dc, bv.data(), 1.0, da);
+        }
+        if let Some(db) = grads.slot(b) {
+            sgemm(Trans::T, Trans::N, k, n, m, 1.0, av.data(), dc, 1.0, db);
+        }
     }
 }

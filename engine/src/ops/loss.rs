@@ -1,7 +1,8 @@
 //! Fused softmax cross-entropy, mean over the batch: forward and backward.
 
-use crate::autograd::{Grads, Graph, Op, Var};
+use crate::autograd::{Grads, Graph, Values, Var};
 use crate::error::{EngineError, Result};
+use crate::op::{Op, SoftmaxCrossEntropySaved};
 use crate::tensor::Tensor;
 
 impl Graph<'_> {
@@ -38,7 +39,7 @@ impl Graph<'_> {
         }
         let loss = (total / labels.len().max(1) as f64) as f32;
         Ok(self.record(
-            Op::SoftmaxCrossEntropy { logits, labels: labels.to_vec(), probs },
+            Op::SoftmaxCrossEntropy(SoftmaxCrossEntropySaved { logits, labels: labels.to_vec(), probs }),
             Tensor::scalar(loss),
             &[logits],
         ))
@@ -46,19 +47,16 @@ impl Graph<'_> {
 }
 
 /// dlogits += dloss * (softmax - onehot(label)) / batch.
-pub(crate) fn softmax_cross_entropy_backward(
-    grads: &mut Grads,
-    dy: &[f32],
-    logits: Var,
-    labels: &[usize],
-    probs: &[f32],
-) {
-    let Some(dx) = grads.slot(logits) else { return };
-    let classes = probs.len() / labels.len().max(1);
-    let scale = dy[0] / labels.len() as f32;
-    for ((d, p), &label) in dx.chunks_mut(classes).zip(probs.chunks(classes)).zip(labels) {
-        for (j, (dv, &pv)) in d.iter_mut().zip(p).enumerate() {
-            *dv += scale * (pv - if j == label { 1.0 } else { 0.0 });
+impl SoftmaxCrossEntropySaved {
+    pub(crate) fn backward(&self, _values: &Values, grads: &mut Grads, dy: &[f32]) {
+        let (logits, labels, probs) = (self.logits, &self.labels[..], &self.probs[..]);
+        let Some(dx) = grads.slot(logits) else { return };
+        let classes = probs.len() / labels.len().max(1);
+        let scale = dy[0] / labels.len() as f32;
+        for ((d, p), &label) in dx.chunks_mut(classes).zip(probs.chunks(classes)).zip(labels) {
+            for (j, (dv, &pv)) in d.iter_mut().zip(p).enumerate() {
+                *dv += scale * (pv - if j == label { 1.0 } else { 0.0 });
+            }
         }
     }
 }

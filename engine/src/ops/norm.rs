@@ -2,8 +2,9 @@
 
 use rayon::prelude::*;
 
-use crate::autograd::{Grads, Graph, Op, Values, Var};
+use crate::autograd::{Grads, Graph, Values, Var};
 use crate::error::{EngineError, Result};
+use crate::op::{BatchNormSaved, Op};
 use crate::ops::channel_layout;
 use crate::params::ParamId;
 use crate::tensor::Tensor;
@@ -92,7 +93,7 @@ impl Graph<'_> {
         if !self.is_training() {
             return Ok(self.record(Op::Leaf, y, &[]));
         }
-        Ok(self.record(Op::BatchNorm { x, gamma, beta, mean, inv_std }, y, &[x, gamma, beta]))
+        Ok(self.record(Op::BatchNorm(BatchNormSaved { x, gamma, beta, mean, inv_std }), y, &[x, gamma, beta]))
     }
 }
 
@@ -100,56 +101,52 @@ impl Graph<'_> {
 /// dbeta = sum dy;  dgamma = sum dy xhat;  dx = gamma inv_std (dy - dbeta/M - xhat dgamma/M)
 /// (the batch statistics depend on x, which gives the two subtracted terms).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn batch_norm_backward(
-    values: &Values,
-    grads: &mut Grads,
-    dy: &[f32],
-    x: Var,
-    gamma: Var,
-    beta: Var,
-    mean: &[f32],
-    inv_std: &[f32],
-) {
-    let xv = values.get(x);
-    let dims = channel_layout(xv.shape()).expect("checked in forward");
-    let (n, c, hw) = dims;
-    let count = (n * hw) as f64;
-    let xd = xv.data();
-    let xhat = |ch: usize, v: f32| (v - mean[ch]) * inv_std[ch];
-    let dbeta: Vec<f64> = (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            (0..n).map(|i| dy[(i * c + ch) * hw..(i * c + ch + 1) * hw].iter().map(|&d| d as f64).sum::<f64>()).sum()
-        })
-        .collect();
-    let dgamma: Vec<f64> = (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            (0..n)
-                .map(|i| {
-                    let r = (i * c + ch) * hw..(i * c + ch + 1) * hw;
-                    dy[r.clone()].iter().zip(&xd[r]).map(|(&d, &v)| d as f64 * xhat(ch, v) as f64).sum::<f64>()
-                })
-                .sum()
-        })
-        .collect();
-    let gamma_v = values.get(gamma).data();
-    if let Some(dx) = grads.slot(x) {
-        dx.par_chunks_mut(hw).zip(dy.par_chunks(hw).zip(xd.par_chunks(hw))).enumerate().for_each(
-            |(plane, (dx_p, (dy_p, x_p)))| {
-                let ch = plane % c;
-                let k = gamma_v[ch] * inv_std[ch];
-                let (mb, mg) = ((dbeta[ch] / count) as f32, (dgamma[ch] / count) as f32);
-                for ((o, &d), &v) in dx_p.iter_mut().zip(dy_p).zip(x_p) {
-                    *o += k * (d - mb - xhat(ch, v) * mg);
-                }
-            },
-        );
-    }
-    if let Some(dg) = grads.slot(gamma) {
-        dg.iter_mut().zip(&dgamma).for_each(|(g, &s)| *g += s as f32);
-    }
-    if let Some(db) = grads.slot(beta) {
-        db.iter_mut().zip(&dbeta).for_each(|(g, &s)| *g += s as f32);
+impl BatchNormSaved {
+    pub(crate) fn backward(&self, values: &Values, grads: &mut Grads, dy: &[f32]) {
+        let (x, gamma, beta, mean, inv_std) = (self.x, self.gamma, self.beta, &self.mean[..], &self.inv_std[..]);
+        let xv = values.get(x);
+        let dims = channel_layout(xv.shape()).expect("checked in forward");
+        let (n, c, hw) = dims;
+        let count = (n * hw) as f64;
+        let xd = xv.data();
+        let xhat = |ch: usize, v: f32| (v - mean[ch]) * inv_std[ch];
+        let dbeta: Vec<f64> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                (0..n)
+                    .map(|i| dy[(i * c + ch) * hw..(i * c + ch + 1) * hw].iter().map(|&d| d as f64).sum::<f64>())
+                    .sum()
+            })
+            .collect();
+        let dgamma: Vec<f64> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                (0..n)
+                    .map(|i| {
+                        let r = (i * c + ch) * hw..(i * c + ch + 1) * hw;
+                        dy[r.clone()].iter().zip(&xd[r]).map(|(&d, &v)| d as f64 * xhat(ch, v) as f64).sum::<f64>()
+                    })
+                    .sum()
+            })
+            .collect();
+        let gamma_v = values.get(gamma).data();
+        if let Some(dx) = grads.slot(x) {
+            dx.par_chunks_mut(hw).zip(dy.par_chunks(hw).zip(xd.par_chunks(hw))).enumerate().for_each(
+                |(plane, (dx_p, (dy_p, x_p)))| {
+                    let ch = plane % c;
+                    let k = gamma_v[ch] * inv_std[ch];
+                    let (mb, mg) = ((dbeta[ch] / count) as f32, (dgamma[ch] / count) as f32);
+                    for ((o, &d), &v) in dx_p.iter_mut().zip(dy_p).zip(x_p) {
+                        *o += k * (d - mb - xhat(ch, v) * mg);
+                    }
+                },
+            );
+        }
+        if let Some(dg) = grads.slot(gamma) {
+            dg.iter_mut().zip(&dgamma).for_each(|(g, &s)| *g += s as f32);
+        }
+        if let Some(db) = grads.slot(beta) {
+            db.iter_mut().zip(&dbeta).for_each(|(g, &s)| *g += s as f32);
+        }
     }
 }

@@ -2,9 +2,10 @@
 
 use rayon::prelude::*;
 
-use crate::autograd::{Grads, Graph, Op, Var};
+use crate::autograd::{Grads, Graph, Values, Var};
 use crate::error::{EngineError, Result};
 use crate::kernels::Window;
+use crate::op::{AvgPoolSaved, MaxPoolSaved, Op};
 use crate::tensor::Tensor;
 
 impl Graph<'_> {
@@ -56,7 +57,7 @@ impl Graph<'_> {
             },
         );
         let argmax = if self.is_training() { argmax } else { Vec::new() };
-        Ok(self.record(Op::MaxPool2d { x, window: g, argmax }, y, &[x]))
+        Ok(self.record(Op::MaxPool2d(MaxPoolSaved { x, window: g, argmax }), y, &[x]))
     }
 
     /// Mean over each `kernel x kernel` window.
@@ -81,39 +82,45 @@ impl Graph<'_> {
                 }
             }
         });
-        Ok(self.record(Op::AvgPool2d { x, window: g }, y, &[x]))
+        Ok(self.record(Op::AvgPool2d(AvgPoolSaved { x, window: g }), y, &[x]))
     }
 }
 
 /// Each output's gradient goes to the input that won its window (added: windows may overlap).
 /// Planes (one image, one channel) are independent, so they run in parallel.
-pub(crate) fn max_pool2d_backward(grads: &mut Grads, dy: &[f32], x: Var, g: &Window, argmax: &[u32]) {
-    let Some(dx) = grads.slot(x) else { return };
-    let out_plane = g.out_h() * g.out_w();
-    dx.par_chunks_mut(g.height * g.width).zip(dy.par_chunks(out_plane).zip(argmax.par_chunks(out_plane))).for_each(
-        |(dx_p, (dy_p, arg_p))| {
-            for (&gv, &i) in dy_p.iter().zip(arg_p) {
-                dx_p[i as usize] += gv;
-            }
-        },
-    );
+impl MaxPoolSaved {
+    pub(crate) fn backward(&self, _values: &Values, grads: &mut Grads, dy: &[f32]) {
+        let (x, g, argmax) = (self.x, &self.window, &self.argmax[..]);
+        let Some(dx) = grads.slot(x) else { return };
+        let out_plane = g.out_h() * g.out_w();
+        dx.par_chunks_mut(g.height * g.width).zip(dy.par_chunks(out_plane).zip(argmax.par_chunks(out_plane))).for_each(
+            |(dx_p, (dy_p, arg_p))| {
+                for (&gv, &i) in dy_p.iter().zip(arg_p) {
+                    dx_p[i as usize] += gv;
+                }
+            },
+        );
+    }
 }
 
 /// Each output's gradient is shared equally by the inputs of its window.
-pub(crate) fn avg_pool2d_backward(grads: &mut Grads, dy: &[f32], x: Var, g: &Window) {
-    let Some(dx) = grads.slot(x) else { return };
-    let (oh, ow) = (g.out_h(), g.out_w());
-    let (k, s) = (g.kernel_h, g.stride);
-    let scale = 1.0 / (k * k) as f32;
-    dx.par_chunks_mut(g.height * g.width).zip(dy.par_chunks(oh * ow)).for_each(|(dx_p, dy_p)| {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let gv = dy_p[oy * ow + ox] * scale;
-                for ky in 0..k {
-                    let row = (oy * s + ky) * g.width + ox * s;
-                    dx_p[row..row + k].iter_mut().for_each(|d| *d += gv);
+impl AvgPoolSaved {
+    pub(crate) fn backward(&self, _values: &Values, grads: &mut Grads, dy: &[f32]) {
+        let (x, g) = (self.x, &self.window);
+        let Some(dx) = grads.slot(x) else { return };
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let (k, s) = (g.kernel_h, g.stride);
+        let scale = 1.0 / (k * k) as f32;
+        dx.par_chunks_mut(g.height * g.width).zip(dy.par_chunks(oh * ow)).for_each(|(dx_p, dy_p)| {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let gv = dy_p[oy * ow + ox] * scale;
+                    for ky in 0..k {
+                        let row = (oy * s + ky) * g.width + ox * s;
+                        dx_p[row..row + k].iter_mut().for_each(|d| *d += gv);
+                    }
                 }
             }
-        }
-    });
+        });
+    }
 }

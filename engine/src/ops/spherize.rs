@@ -5,9 +5,10 @@
 //! Non-finite inputs: a NaN or infinite pre-activation gives NaN coordinates in its row
 //! (and NaN gradients); nothing panics.
 
-use crate::autograd::{Grads, Graph, Op, Values, Var};
+use crate::autograd::{Grads, Graph, Values, Var};
 use crate::error::{EngineError, Result};
 use crate::kernels::spherize::{self as kernel, SphereParams};
+use crate::op::{Op, SpherizeSaved};
 use crate::ops::channel_layout;
 use crate::tensor::Tensor;
 
@@ -28,41 +29,36 @@ impl Graph<'_> {
         } else {
             kernel::forward_channels(self.value(z).data(), batch, n, hw, p, s.data_mut());
         }
-        Ok(self.record(Op::Spherize { z, alpha, radius, phi_lower }, s, &[z, alpha, radius]))
+        Ok(self.record(Op::Spherize(SpherizeSaved { z, alpha, radius, phi_lower }), s, &[z, alpha, radius]))
     }
 }
 
 /// Gradients for z, alpha and r; see `kernels::spherize` for the O(n) derivation.
-pub(crate) fn spherize_backward(
-    values: &Values,
-    grads: &mut Grads,
-    dy: &[f32],
-    z: Var,
-    alpha: Var,
-    radius: Var,
-    phi_lower: f64,
-) {
-    let zv = values.get(z);
-    let (batch, n, hw) = channel_layout(zv.shape()).expect("checked in forward");
-    let p = SphereParams { alpha: values.get(alpha).item(), radius: values.get(radius).item(), phi_lower };
-    // The kernel always produces dz; give it a scratch buffer when z needs no gradient.
-    let mut scratch = Vec::new();
-    let dz = match grads.slot(z) {
-        Some(dz) => dz,
-        None => {
-            scratch.resize(zv.len(), 0.0);
-            &mut scratch[..]
+impl SpherizeSaved {
+    pub(crate) fn backward(&self, values: &Values, grads: &mut Grads, dy: &[f32]) {
+        let SpherizeSaved { z, alpha, radius, phi_lower } = *self;
+        let zv = values.get(z);
+        let (batch, n, hw) = channel_layout(zv.shape()).expect("checked in forward");
+        let p = SphereParams { alpha: values.get(alpha).item(), radius: values.get(radius).item(), phi_lower };
+        // The kernel always produces dz; give it a scratch buffer when z needs no gradient.
+        let mut scratch = Vec::new();
+        let dz = match grads.slot(z) {
+            Some(dz) => dz,
+            None => {
+                scratch.resize(zv.len(), 0.0);
+                &mut scratch[..]
+            }
+        };
+        let (d_alpha, d_radius) = if zv.shape().len() == 2 {
+            kernel::backward_rows(zv.data(), n, p, dy, dz)
+        } else {
+            kernel::backward_channels(zv.data(), batch, n, hw, p, dy, dz)
+        };
+        if let Some(g) = grads.slot(alpha) {
+            g[0] += d_alpha;
         }
-    };
-    let (d_alpha, d_radius) = if zv.shape().len() == 2 {
-        kernel::backward_rows(zv.data(), n, p, dy, dz)
-    } else {
-        kernel::backward_channels(zv.data(), batch, n, hw, p, dy, dz)
-    };
-    if let Some(g) = grads.slot(alpha) {
-        g[0] += d_alpha;
-    }
-    if let Some(g) = grads.slot(radius) {
-        g[0] += d_radius;
+        if let Some(g) = grads.slot(radius) {
+            g[0] += d_radius;
+        }
     }
 }
