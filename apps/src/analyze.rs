@@ -9,14 +9,16 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use datasets::{DatasetName, Loader, Split};
 use engine::checkpoint;
-use engine::{Graph, Mode, Tensor};
+use engine::Tensor;
 use models::Model;
 use serde::Serialize;
 
+use crate::files;
 use crate::overlap::{self, OverlapCounts};
 use crate::recipe::{self, Settings};
 use crate::report::mean_std;
-use crate::train::{self, EpochMetrics, Verbosity};
+use crate::run_state::{self, EpochMetrics};
+use crate::train::{self, Verbosity, EVAL_BATCH};
 
 /// Flags of `sph analyze overlap`.
 #[derive(Args, Debug)]
@@ -114,16 +116,16 @@ fn scaled_schedule(epochs: usize) -> String {
 pub fn train_or_load(s: &Settings, data_dir: &Path, dir: &Path) -> Result<(Model, Vec<EpochMetrics>)> {
     let last = dir.join("last.safetensors");
     if last.exists() {
-        let ckpt = checkpoint::load(&last).map_err(|e| anyhow!("{e}"))?;
-        let saved: Settings = train::read_meta(&last, &ckpt, "settings")?;
+        let ckpt = checkpoint::load(&last)?;
+        let saved: Settings = run_state::read_meta(&last, &ckpt, "settings")?;
         if &saved != s {
             bail!("{} holds a run with other settings; pass another --out", dir.display());
         }
-        let history: Vec<EpochMetrics> = train::read_meta(&last, &ckpt, "history")?;
+        let history: Vec<EpochMetrics> = run_state::read_meta(&last, &ckpt, "history")?;
         if history.len() >= s.epochs {
             println!("{}: loading the finished run in {}", s.model, dir.display());
-            let mut model = models::build(&s.model, &train::model_config(s, 10)?).map_err(|e| anyhow!("{e}"))?;
-            checkpoint::restore_store(&last, &ckpt, model.params_mut()).map_err(|e| anyhow!("{e}"))?;
+            let mut model = models::build(&s.model, &recipe::model_config(s, 10)?)?;
+            checkpoint::restore_store(&last, &ckpt, model.params_mut())?;
             return Ok((model, history));
         }
         println!("{}: resuming the run in {}", s.model, dir.display());
@@ -146,21 +148,18 @@ pub fn representations(
     data_dir: &Path,
     limit: Option<usize>,
 ) -> Result<Representations> {
-    let mut test = datasets::load(name, data_dir, Split::Test).map_err(|e| anyhow!("{e}"))?;
+    let mut test = datasets::load(name, data_dir, Split::Test)?;
     if let Some(n) = limit.filter(|&n| n < test.len) {
         test = test.limit(n);
     }
-    let loader = Loader::new(&test, 500, false, 0, false, Default::default(), Some(datasets::paper_normalize(name)))
-        .map_err(|e| anyhow!("{e}"))?;
+    let loader =
+        Loader::new(&test, EVAL_BATCH, false, 0, false, Default::default(), Some(datasets::paper_normalize(name)))?;
     let (mut reprs, mut preds, mut labels, mut dims) = (Vec::new(), Vec::new(), Vec::new(), 0);
     loader.for_each_prefetched(0, |batch| -> Result<()> {
-        let (net, params) = model.split_mut();
-        let mut g = Graph::new(params, Mode::Eval, 0);
-        let x = g.input(Tensor::from_vec(&batch.shape, batch.images)?);
-        let (repr, logits) = net.forward_with_representation(&mut g, x)?;
-        dims = g.shape(repr)[1];
-        reprs.extend_from_slice(g.value(repr).data());
-        preds.extend(g.value(logits).argmax_last());
+        let (repr, logits) = model.evaluate(&Tensor::from_vec(&batch.shape, batch.images)?)?;
+        dims = repr.shape()[1];
+        reprs.extend_from_slice(repr.data());
+        preds.extend(logits.argmax_last());
         labels.extend(batch.labels);
         Ok(())
     })?;
@@ -305,9 +304,9 @@ fn write_outputs(out: &Path, rows: &[Row], table: &str) -> Result<()> {
             );
         }
     }
-    train::write_atomic(&out.join("overlap.csv"), &csv)?;
-    train::write_atomic(&out.join("overlap.json"), &serde_json::to_string_pretty(rows)?)?;
-    train::write_atomic(&out.join("overlap.txt"), table)
+    files::write_atomic(&out.join("overlap.csv"), &csv)?;
+    files::write_atomic(&out.join("overlap.json"), &serde_json::to_string_pretty(rows)?)?;
+    files::write_atomic(&out.join("overlap.txt"), table)
 }
 
 #[cfg(test)]

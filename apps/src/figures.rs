@@ -18,7 +18,7 @@ use clap::Args;
 use datasets::{DatasetName, Loader, Split};
 use engine::nn::SphereConfig;
 use engine::ops::elementwise::mix_seed;
-use engine::optim::{Schedule, Sgd};
+use engine::optim::Sgd;
 use engine::{ParamId, Tensor};
 use models::{Model, ModelConfig};
 use plotters::coord::types::RangedCoordf64;
@@ -31,9 +31,11 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::analyze;
+use crate::data;
+use crate::files;
 use crate::plot::{self, plot_err, PALETTE};
 use crate::recipe;
-use crate::train;
+use crate::trainer::{count_correct, Tally, Trainer};
 
 /// A drawing area in pixels, as `plot::render_png` hands it out.
 type Area<'b> = DrawingArea<BitMapBackend<'b>, Shift>;
@@ -182,8 +184,8 @@ struct ToyRun {
 fn train_toy(name: &str, args: &ToyArgs, points: &[f32], labels: &[usize]) -> Result<ToyRun> {
     let sphere = SphereConfig { scaling: args.scaling, radius: args.radius, ..SphereConfig::default() };
     let cfg = ModelConfig { classes: 2, sphere, seed: args.seed, ..ModelConfig::default() };
-    let mut model = models::build(name, &cfg).map_err(|e| anyhow!("{e}"))?;
-    let mut opt = Sgd::new(args.lr, 0.0, 0.0, false);
+    let model = models::build(name, &cfg)?;
+    let mut trainer = Trainer::new(model, Box::new(Sgd::new(args.lr, 0.0, 0.0, false)), args.seed);
     let mut rng = StdRng::seed_from_u64(mix_seed(&[args.seed, 0x70]));
     let mut order: Vec<usize> = (0..labels.len()).collect();
     for epoch in 0..args.epochs {
@@ -191,15 +193,13 @@ fn train_toy(name: &str, args: &ToyArgs, points: &[f32], labels: &[usize]) -> Re
         for (step, batch) in order.chunks(args.batch_size).enumerate() {
             let x: Vec<f32> = batch.iter().flat_map(|&i| [points[2 * i], points[2 * i + 1]]).collect();
             let y: Vec<usize> = batch.iter().map(|&i| labels[i]).collect();
-            let seed = mix_seed(&[args.seed, epoch as u64, step as u64]);
-            let (loss, _) = train::train_step(&mut model, Tensor::from_vec(&[batch.len(), 2], x)?, &y, seed, &mut opt)?;
-            if !loss.is_finite() {
-                bail!("{name}: loss became {loss} at epoch {}, step {} (lr {})", epoch + 1, step + 1, args.lr);
-            }
+            let x = Tensor::from_vec(&[batch.len(), 2], x)?;
+            trainer.step(x, &y, epoch, step, |_| {}).with_context(|| name.to_string())?;
         }
     }
+    let mut model = trainer.model;
     let (_, logits) = model.evaluate(&Tensor::from_vec(&[labels.len(), 2], points.to_vec())?)?;
-    let correct = logits.argmax_last().iter().zip(labels).filter(|(p, l)| p == l).count();
+    let correct = count_correct(&logits, labels);
     // The layer names follow the official toy_task.py (see models/src/toy.rs).
     let params = model.params();
     let (w_name, b_name) =
@@ -243,7 +243,7 @@ pub fn run_toy(args: ToyArgs) -> Result<()> {
             bail!("--{flag}: expected a finite number above 0, found {v}");
         }
     }
-    train::refuse_to_overwrite(&[args.out.join("toy.png"), args.out.join("toy.json")], args.force)?;
+    files::refuse_to_overwrite(&[args.out.join("toy.png"), args.out.join("toy.json")], args.force)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let (points, labels) = toy_data(100, 0.05, args.seed);
     let mut runs = Vec::new();
@@ -281,7 +281,7 @@ pub fn run_toy(args: ToyArgs) -> Result<()> {
             radius: r.radius,
         })
         .collect();
-    train::write_atomic(&args.out.join("toy.json"), &serde_json::to_string_pretty(&summary)?)?;
+    files::write_atomic(&args.out.join("toy.json"), &serde_json::to_string_pretty(&summary)?)?;
     println!("wrote {} and {}", png.display(), args.out.join("toy.json").display());
     Ok(())
 }
@@ -630,7 +630,7 @@ pub fn run_sphere(args: SphereArgs) -> Result<()> {
         bail!("--train-limit and --test-limit must be at least 1");
     }
     // The runs under OUT/runs are reused on purpose; only the picture would be replaced.
-    train::refuse_to_overwrite(&[args.out.join("sphere.png")], args.force)?;
+    files::refuse_to_overwrite(&[args.out.join("sphere.png")], args.force)?;
     let data_dir = args.data.clone().unwrap_or_else(datasets::default_data_dir);
     let runs_dir = args.out.join("runs");
     std::fs::create_dir_all(&runs_dir).with_context(|| format!("creating {}", runs_dir.display()))?;
@@ -957,25 +957,21 @@ fn record_gradients(model_name: &str, name: DatasetName, data_dir: &Path, args: 
     s.batch_size = args.batch_size;
     s.seed = args.seed;
     s.train_limit = args.train_limit;
-    let train_set = train::load_split(name, data_dir, Split::Train, args.train_limit)?;
-    let mut model =
-        models::build(model_name, &train::model_config(&s, train_set.num_classes)?).map_err(|e| anyhow!("{e}"))?;
-    let (augment, _, norm) = train::input_pipeline(&model, &train_set, name, s.augment)?;
-    let loader =
-        Loader::new(&train_set, s.batch_size, true, s.seed, false, augment, Some(norm)).map_err(|e| anyhow!("{e}"))?;
-    let schedule: Schedule = s.schedule.parse().map_err(|e| anyhow!("schedule '{}': {e}", s.schedule))?;
-    let mut opt = train::build_optimizer(&s)?;
+    let train_set = data::load_split(name, data_dir, Split::Train, args.train_limit)?;
+    let model = models::build(model_name, &recipe::model_config(&s, train_set.num_classes)?)?;
+    let (augment, _, norm) = data::input_pipeline(&model, &train_set, name, s.augment)?;
+    let loader = Loader::new(&train_set, s.batch_size, true, s.seed, false, augment, Some(norm))?;
+    let mut trainer = Trainer::from_settings(model, &s)?;
     let steps = match (args.epochs, args.steps) {
         (Some(e), _) => e * loader.num_batches(),
         (None, Some(n)) => n,
         (None, None) => 100,
     };
-    let layers = weight_layers(&model);
+    let layers = weight_layers(&trainer.model);
     let mut per_step: Vec<Vec<f64>> = vec![Vec::with_capacity(steps); layers.len()];
-    let (mut loss_sum, mut correct, mut seen, mut done) = (0.0f64, 0usize, 0usize, 0usize);
     println!(
         "{model_name}: {} parameters, {steps} steps of {} {} images (lr {}, {} {})",
-        model.num_parameters(),
+        trainer.model.num_parameters(),
         s.batch_size,
         name,
         s.lr,
@@ -985,33 +981,25 @@ fn record_gradients(model_name: &str, name: DatasetName, data_dir: &Path, args: 
     if loader.num_batches() == 0 {
         bail!("{name}: no training images");
     }
-    let mut epoch = 0;
+    let (mut tally, mut done, mut epoch) = (Tally::default(), 0usize, 0usize);
     while done < steps {
-        opt.set_lr(schedule.lr_at(s.lr, epoch));
-        for batch in loader.epoch(epoch) {
-            if done == steps {
-                break;
-            }
-            let n = batch.labels.len();
-            let x = Tensor::from_vec(&batch.shape, batch.images)?;
-            let seed = mix_seed(&[s.seed, epoch as u64, done as u64]);
-            let (loss, right) = train::forward_backward(&mut model, x, &batch.labels, seed)?;
-            if !loss.is_finite() {
-                bail!("{model_name}: loss became {loss} at step {} (lr {})", done + 1, opt.lr());
-            }
+        trainer.begin_epoch(epoch);
+        // The mean |gradient| of each weight layer, read between backward and the update.
+        let record = |model: &Model| {
             for ((id, _), record) in layers.iter().zip(per_step.iter_mut()) {
                 let g = model.params().grad(*id).data();
                 record.push(g.iter().map(|v| v.abs() as f64).sum::<f64>() / g.len().max(1) as f64);
             }
-            opt.step(model.params_mut());
-            loss_sum += loss as f64 * n as f64;
-            correct += right;
-            seen += n;
-            done += 1;
-        }
+        };
+        trainer
+            .epoch(&loader, epoch, 0, &mut tally, record, |_, _| {
+                done += 1;
+                done < steps
+            })
+            .with_context(|| model_name.to_string())?;
         epoch += 1;
     }
-    let params = model.params();
+    let params = trainer.model.params();
     let layers = layers
         .iter()
         .zip(per_step)
@@ -1026,8 +1014,8 @@ fn record_gradients(model_name: &str, name: DatasetName, data_dir: &Path, args: 
     let flow = GradFlow {
         model: model_name.to_string(),
         steps,
-        mean_train_loss: loss_sum / seen.max(1) as f64,
-        train_acc: correct as f64 / seen.max(1) as f64,
+        mean_train_loss: tally.mean_loss(),
+        train_acc: tally.accuracy(),
         layers,
     };
     println!(
@@ -1057,7 +1045,7 @@ pub fn run_gradflow(args: GradflowArgs) -> Result<()> {
         bail!("--width-multiplier: expected a positive number, found {}", args.width_multiplier);
     }
     let outputs = ["gradflow.png", "gradflow.csv", "gradflow.json"].map(|f| args.out.join(f));
-    train::refuse_to_overwrite(&outputs, args.force)?;
+    files::refuse_to_overwrite(&outputs, args.force)?;
     let data_dir = args.data.clone().unwrap_or_else(datasets::default_data_dir);
     // The paper's Figure 4 is on CIFAR-100; CIFAR-10 stands in when it is not on disk.
     let name = if data_dir.join(DatasetName::Cifar100Fine.dir_name()).is_dir() {
@@ -1098,8 +1086,8 @@ pub fn run_gradflow(args: GradflowArgs) -> Result<()> {
         seed: args.seed,
         models: &flows,
     };
-    train::write_atomic(&args.out.join("gradflow.csv"), &csv)?;
-    train::write_atomic(&args.out.join("gradflow.json"), &serde_json::to_string_pretty(&report)?)?;
+    files::write_atomic(&args.out.join("gradflow.csv"), &csv)?;
+    files::write_atomic(&args.out.join("gradflow.json"), &serde_json::to_string_pretty(&report)?)?;
 
     let png = args.out.join("gradflow.png");
     let title = format!(

@@ -17,7 +17,8 @@ use datasets::idx::{encode_images, encode_labels};
 use models::{Model, ModelConfig};
 
 use crate::recipe;
-use crate::train::{self, EpochMetrics};
+use crate::run_state::{self, EpochMetrics};
+use crate::trainer::build_optimizer;
 
 /// The readers, by target name.
 pub const TARGETS: [&str; 7] =
@@ -135,7 +136,7 @@ fn idx_seed(data: &Path, images: bool, n: usize) -> Vec<u8> {
 fn checkpoint_seed(scratch: &Path) -> Result<(Vec<u8>, Model)> {
     let s = recipe::defaults("sph_toy", "mnist");
     let model = models::build("sph_toy", &ModelConfig { classes: 2, ..ModelConfig::default() })?;
-    let opt = train::build_optimizer(&s)?;
+    let opt = build_optimizer(&s)?;
     let path = scratch.join("seed.safetensors");
     let history = vec![EpochMetrics {
         epoch: 1,
@@ -148,7 +149,7 @@ fn checkpoint_seed(scratch: &Path) -> Result<(Vec<u8>, Model)> {
         seconds: 0.0,
         images_per_sec: 0.0,
     }];
-    train::save_run_checkpoint(&path, &model, opt.as_ref(), &s, &history)?;
+    run_state::save_run_checkpoint(&path, &model, opt.as_ref(), &s, &history)?;
     Ok((std::fs::read(&path)?, model))
 }
 
@@ -250,7 +251,7 @@ fn fuzz(args: &FuzzArgs, data: &Path, scratch: &Path) -> Result<()> {
                         }
                         "cifar10" => datasets::cifar::read_cifar10(&file).is_ok(),
                         "cifar100" => datasets::cifar::read_cifar100(&file).is_ok(),
-                        _ => model.as_mut().is_some_and(|m| train::read_run_checkpoint(&file, m).is_ok()),
+                        _ => model.as_mut().is_some_and(|m| run_state::read_run_checkpoint(&file, m).is_ok()),
                     }
                 }
             }

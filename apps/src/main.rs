@@ -3,13 +3,18 @@
 //! Every error is printed as one line and exits with code 2.
 
 mod analyze;
+mod data;
+mod eval;
 mod figures;
+mod files;
 mod fuzz;
 mod overlap;
 mod plot;
 mod recipe;
 mod report;
+mod run_state;
 mod train;
+mod trainer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,7 +35,7 @@ enum Command {
     /// Train a registry model on a data set, with progress, logs and checkpoints.
     Train(Box<train::TrainArgs>),
     /// Evaluate a checkpoint: loss, accuracy and confusion matrix on a test set.
-    Eval(train::EvalArgs),
+    Eval(eval::EvalArgs),
     /// List the registry: names, parameter counts, input shapes.
     Models,
     /// Get and look at data sets.
@@ -155,8 +160,8 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Train(args) => train::run_train(*args),
-        Command::Eval(args) => train::run_eval(args),
-        Command::Models => train::run_models(),
+        Command::Eval(args) => eval::run_eval(args),
+        Command::Models => eval::run_models(),
         Command::Report(args) => report::run_report(args),
         Command::Fuzz(args) => fuzz::run_fuzz(args),
         Command::Analyze(a) => match a.command {
@@ -168,9 +173,9 @@ fn main() -> ExitCode {
             FigureCommand::Gradflow(args) => figures::run_gradflow(args),
         },
         Command::Data(d) => match d.command {
-            DataCommand::Fetch { name, dir } => train::run_fetch(&name, dir),
+            DataCommand::Fetch { name, dir } => data::run_fetch(&name, dir),
             DataCommand::Show { name, split, count, augmented, data, out, force } => {
-                train::run_show(&name, &split, count, augmented, data, &out, force)
+                data::run_show(&name, &split, count, augmented, data, &out, force)
             }
         },
     };

@@ -58,9 +58,9 @@ pub fn render_png(
 /// Writes `img` as a PNG through a temporary file, so an existing picture is replaced only
 /// when the new one is complete.
 pub fn save_png(path: &Path, img: &image::RgbImage) -> Result<()> {
-    let tmp = path.with_extension("png.tmp");
-    img.save_with_format(&tmp, image::ImageFormat::Png).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png).with_context(|| format!("encoding {}", path.display()))?;
+    crate::files::write_atomic(path, png.into_inner())
 }
 
 /// One named line of (x, y) points.

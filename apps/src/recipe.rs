@@ -2,6 +2,9 @@
 //! saved settings, the paper's recipe (../shared/docs/spherization.md) and defaults, in
 //! that order of precedence.
 
+use anyhow::bail;
+use engine::nn::SphereConfig;
+use models::ModelConfig;
 use serde::{Deserialize, Serialize};
 
 /// Every resolved setting of a training run (written to config.json and checkpoints).
@@ -231,6 +234,28 @@ impl Settings {
             self.test_limit = o.test_limit;
         }
     }
+}
+
+/// The model configuration a run's settings describe.
+pub fn model_config(s: &Settings, classes: usize) -> anyhow::Result<ModelConfig> {
+    let widths = match &s.width {
+        None => None,
+        Some(w) if w.len() == 4 && w.iter().all(|&v| v > 0) => Some([w[0], w[1], w[2], w[3]]),
+        Some(w) => bail!("--width: expected four positive numbers such as 64,128,256,512, found {w:?}"),
+    };
+    Ok(ModelConfig {
+        classes,
+        widths,
+        width_multiplier: s.width_multiplier,
+        sphere: SphereConfig {
+            delta: s.delta,
+            scaling: s.scaling,
+            radius: s.radius,
+            learn_scaling: s.learn_scaling,
+            learn_radius: s.learn_radius,
+        },
+        seed: s.seed,
+    })
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use anyhow::{anyhow, Context, Result};
 use clap::Args;
 
 use crate::recipe::Settings;
-use crate::train::EpochMetrics;
+use crate::run_state::EpochMetrics;
 
 /// Flags of `sph report`.
 #[derive(Args, Debug)]
