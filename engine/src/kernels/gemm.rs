@@ -26,7 +26,11 @@ fn strides(t: Trans, rows: usize, cols: usize) -> (isize, isize) {
 /// A raw pointer that may cross threads: each task writes a disjoint block of C.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
+// SAFETY: a SendPtr is only created in `sgemm` for the duration of one call, over buffers
+// the caller borrows for that call; A and B are only read, and the tasks write disjoint
+// blocks of C (see the SAFETY comment at the use), so sharing the pointer races nothing.
 unsafe impl Send for SendPtr {}
+// SAFETY: as for Send: shared access only reads A and B or writes disjoint parts of C.
 unsafe impl Sync for SendPtr {}
 
 /// `C[m,n] = alpha * op(A)[m,k] @ op(B)[k,n] + beta * C` on the calling thread.
