@@ -15,6 +15,8 @@
 //! # Ok::<(), datasets::DataError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod augment;
 pub mod checksums;
 pub mod cifar;

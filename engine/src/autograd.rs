@@ -1,5 +1,5 @@
 //! The tape: a [`Graph`] records each op as a node in execution order, holding its value
-//! and what its backward pass needs ([`crate::op`]); `Graph::backward` (in `backward.rs`)
+//! and what its backward pass needs (`op.rs`); `Graph::backward` (in `backward.rs`)
 //! walks the nodes once in reverse. This file knows no op's math and imports nothing from
 //! `ops/`.
 //!

@@ -99,8 +99,8 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     Ok(Checkpoint { tensors, metadata: meta.metadata().clone().unwrap_or_default() })
 }
 
-/// True when both shapes hold a single value as a 0-d or a [1] tensor: older checkpoints
-/// stored the spherization scalars as [1], PyTorch holds them 0-d.
+/// True when both shapes hold a single value as a 0-d or a `[1]` tensor: older checkpoints
+/// stored the spherization scalars as `[1]`, PyTorch holds them 0-d.
 pub fn one_value_each(a: &[usize], b: &[usize]) -> bool {
     let single = |s: &[usize]| s.is_empty() || s == [1];
     single(a) && single(b)

@@ -7,6 +7,8 @@
 //! (modules), [`optim`] (optimizers, schedules), [`checkpoint`] (safetensors files).
 //! Each floor uses only the floors below it.
 
+#![warn(missing_docs)]
+
 pub mod autograd;
 mod backward;
 pub mod error;

@@ -28,7 +28,7 @@ fn torch_default_uniform(shape: &[usize], fan_in: usize, rng: &mut impl Rng) -> 
 pub struct Linear {
     /// Weight id, [out, in].
     pub weight: ParamId,
-    /// Bias id, [out], if any.
+    /// Bias id, `[out]`, if any.
     pub bias: Option<ParamId>,
 }
 
@@ -60,7 +60,7 @@ impl Module for Linear {
 pub struct Conv2d {
     /// Weight id, [out, in, k, k].
     pub weight: ParamId,
-    /// Bias id, [out], if any.
+    /// Bias id, `[out]`, if any.
     pub bias: Option<ParamId>,
     stride: usize,
     padding: usize,

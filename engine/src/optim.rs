@@ -219,9 +219,19 @@ pub enum Schedule {
     /// The base rate throughout.
     Constant,
     /// Multiplied by `gamma` every `every` epochs.
-    Step { every: usize, gamma: f32 },
+    Step {
+        /// Epochs between decays.
+        every: usize,
+        /// Factor of each decay.
+        gamma: f32,
+    },
     /// Multiplied by `gamma` at each listed epoch.
-    MultiStep { milestones: Vec<usize>, gamma: f32 },
+    MultiStep {
+        /// The rate decays once from each 0-based epoch m on (after m finished epochs).
+        milestones: Vec<usize>,
+        /// Factor of each decay.
+        gamma: f32,
+    },
 }
 
 impl Schedule {

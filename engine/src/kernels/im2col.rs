@@ -3,15 +3,19 @@
 /// Geometry of a 2-D convolution or pooling window over one image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
-    /// Input channels, height, width.
+    /// Input channels.
     pub channels: usize,
+    /// Input height.
     pub height: usize,
+    /// Input width.
     pub width: usize,
-    /// Kernel height and width.
+    /// Kernel height.
     pub kernel_h: usize,
+    /// Kernel width.
     pub kernel_w: usize,
-    /// Stride and zero padding, the same along both axes.
+    /// Stride, the same along both axes.
     pub stride: usize,
+    /// Zero padding, the same on every side.
     pub padding: usize,
 }
 

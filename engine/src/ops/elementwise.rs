@@ -48,7 +48,7 @@ impl Graph<'_> {
         self.unary(x, |v| factor * v, Op::Scale(ScaleSaved { x, factor }))
     }
 
-    /// a + b, for equal shapes, or with b of shape [cols] added to every row of a [.., cols].
+    /// a + b, for equal shapes, or with b of shape `[cols]` added to every row of a `[.., cols]`.
     pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
         let (sa, sb) = (self.shape(a).to_vec(), self.shape(b).to_vec());
         let mut y = self.value(a).clone();

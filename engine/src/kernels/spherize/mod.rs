@@ -25,9 +25,9 @@
 //!   `pi/2 - phi` is at most `pi/4`, which keeps both `sin(phi)` and `cos(phi)` *relatively*
 //!   accurate at both ends (`phi` near `phi_L` ~ 1e-6 for n = 1, `phi` near `pi/2` for
 //!   saturated inputs). For n >= 40 (delta = 1e-6) every angle is above `pi/4` and a cheaper
-//!   specialization runs (see [`angle`]).
+//!   specialization runs (see `scalar::angle`).
 //! * **An exact running product.** Near `pi/2` the product is carried in two parts so that
-//!   `|s|` stays `r` to ~1e-7 relative however long it is (see [`Angle`]).
+//!   `|s|` stays `r` to ~1e-7 relative however long it is (see `scalar::Angle`).
 //! * **Threads.** Above [`PAR_MIN_ELEMS`] inputs, fixed groups (whole images, at least one
 //!   tile's worth: 16 rows in the row form) are spread over the rayon pool and the calling
 //!   thread. The parameter gradients are summed
