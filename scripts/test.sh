@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: fetch the real data the tests read (verified by md5), put Python's
 # safetensors reader into a local venv (one test reads our checkpoints with it; nothing is
-# installed globally), then run every test.
+# installed globally), then run every test and the engine's examples.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -x scripts/fetch-data.sh ]; then
@@ -17,3 +17,8 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import safetensors, n
 fi
 [ -x "$VENV/bin/python" ] && export SPH_PYTHON="$PWD/$VENV/bin/python"
 cargo test --workspace --release
+# The examples a learner runs first: each must still run and check what it prints.
+for example in xor mnist_mlp custom_op spherize_by_hand; do
+    echo "example $example:"
+    cargo run --release --quiet --example "$example"
+done

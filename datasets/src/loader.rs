@@ -28,6 +28,29 @@ pub struct Batch {
 }
 
 /// Turns a data set into batches, one epoch at a time.
+///
+/// ```
+/// use datasets::{Augment, Dataset, Loader};
+/// // Ten 1x2x2 images in memory, labels 0..9.
+/// let ds = Dataset {
+///     name: "tiny".into(),
+///     images: (0..40).collect(),
+///     labels: (0..10).collect(),
+///     len: 10,
+///     channels: 1,
+///     height: 2,
+///     width: 2,
+///     num_classes: 10,
+///     class_names: (0..10).map(|c| c.to_string()).collect(),
+/// };
+/// let loader = Loader::new(&ds, 4, true, 42, false, Augment::default(), None)?;
+/// let batches: Vec<_> = loader.epoch(0).collect();
+/// assert_eq!(batches.len(), 3); // 4 + 4 + 2 images
+/// assert_eq!(batches[0].shape, [4, 1, 2, 2]);
+/// // The order depends only on the seed and the epoch.
+/// assert_eq!(loader.epoch(0).next().unwrap().labels, batches[0].labels);
+/// # Ok::<(), datasets::DataError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Loader<'a> {
     dataset: &'a Dataset,

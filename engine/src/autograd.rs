@@ -31,6 +31,18 @@ pub(crate) struct Node {
 }
 
 /// A tape of ops for one forward (and backward) pass over a model's parameters.
+///
+/// ```
+/// use engine::{Graph, Mode, ParamStore, Tensor};
+/// let mut store = ParamStore::new();
+/// let mut g = Graph::new(&mut store, Mode::Train, 0);
+/// let x = g.variable(Tensor::from_vec(&[1, 3], vec![1.0, -2.0, 3.0])?);
+/// let y = g.relu(x); // recorded on the tape
+/// let loss = g.sum(y);
+/// g.backward(loss)?; // walks the tape once, last node first
+/// assert_eq!(g.grad(x).unwrap().data(), &[1.0, 0.0, 1.0]);
+/// # Ok::<(), engine::EngineError>(())
+/// ```
 pub struct Graph<'p> {
     pub(crate) params: &'p mut ParamStore,
     pub(crate) nodes: Vec<Node>,

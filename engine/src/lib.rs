@@ -11,6 +11,7 @@
 
 pub mod autograd;
 mod backward;
+pub mod check;
 pub mod error;
 pub mod kernels;
 mod op;

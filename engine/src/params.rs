@@ -16,6 +16,20 @@ pub enum Kind {
 }
 
 /// All named tensors of a model: values, gradients (kept across steps) and kinds.
+///
+/// ```
+/// use engine::{Graph, Mode, ParamStore, Tensor};
+/// let mut store = ParamStore::new();
+/// let w = store.add("w", Tensor::from_vec(&[2], vec![1.0, -2.0])?);
+/// assert_eq!(store.find("w"), Some(w));
+/// // Gradients accumulate into the store during backward; optimizers read them there.
+/// let mut g = Graph::new(&mut store, Mode::Train, 0);
+/// let wv = g.param(w);
+/// let loss = g.sum(wv);
+/// g.backward(loss)?;
+/// assert_eq!(store.grad(w).data(), &[1.0, 1.0]);
+/// # Ok::<(), engine::EngineError>(())
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct ParamStore {
     names: Vec<String>,

@@ -4,6 +4,15 @@ use crate::error::{EngineError, Result};
 use rand::Rng;
 
 /// A dense, row-major f32 array.
+///
+/// ```
+/// use engine::Tensor;
+/// let logits = Tensor::from_vec(&[2, 3], vec![0.1, 2.0, -1.0, 5.0, 0.0, 0.3])?;
+/// assert_eq!(logits.shape(), &[2, 3]);
+/// assert_eq!(logits.argmax_last(), vec![1, 0]);
+/// assert!(Tensor::from_vec(&[2, 2], vec![1.0]).is_err()); // 4 values needed
+/// # Ok::<(), engine::EngineError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
     shape: Vec<usize>,

@@ -122,17 +122,21 @@ impl Network {
 /// A [`Graph`] borrows the parameter store mutably for a whole pass, so a pass borrows the
 /// network and the store separately through [`Model::split_mut`]:
 ///
-/// ```no_run
-/// # use engine::{Graph, Mode, Tensor};
-/// # let mut model = models::build("lenet", &models::ModelConfig::default()).unwrap();
-/// # let batch = Tensor::zeros(&[2, 1, 28, 28]);
+/// ```
+/// use engine::{Graph, Mode, Tensor};
+/// let mut model = models::build("sph_lenet", &models::ModelConfig::default())?;
+/// let batch = Tensor::zeros(&[2, 1, 28, 28]);
+/// // Evaluation: (representation, logits) as plain tensors.
+/// let (representation, logits) = model.evaluate(&batch)?;
+/// assert_eq!((representation.shape(), logits.shape()), (&[2, 85][..], &[2, 10][..]));
+/// // Training: a tape over the network and the store, borrowed separately.
 /// let (net, params) = model.split_mut();
 /// let mut g = Graph::new(params, Mode::Train, 0);
 /// let x = g.input(batch);
 /// let logits = net.forward(&mut g, x)?;
 /// let loss = g.softmax_cross_entropy(logits, &[3, 7])?;
 /// g.backward(loss)?;
-/// # Ok::<(), engine::EngineError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Model {
     network: Network,
