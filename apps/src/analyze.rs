@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use datasets::{DatasetName, Loader, Split};
+use datasets::{Batching, DatasetName, Loader, Split};
 use engine::checkpoint;
 use engine::Tensor;
 use models::Model;
@@ -152,8 +152,7 @@ pub fn representations(
     if let Some(n) = limit.filter(|&n| n < test.len) {
         test = test.limit(n);
     }
-    let loader =
-        Loader::new(&test, EVAL_BATCH, false, 0, false, Default::default(), Some(datasets::paper_normalize(name)))?;
+    let loader = Loader::new(&test, Batching::in_order(EVAL_BATCH).normalize(Some(datasets::paper_normalize(name))))?;
     let (mut reprs, mut preds, mut labels, mut dims) = (Vec::new(), Vec::new(), Vec::new(), 0);
     loader.for_each_prefetched(0, |batch| -> Result<()> {
         let (repr, logits) = model.evaluate(&Tensor::from_vec(&batch.shape, batch.images)?)?;

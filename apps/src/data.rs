@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Result};
-use datasets::{Augment, Dataset, DatasetName, Loader, Normalize, Split};
+use datasets::{Augment, Batching, Dataset, DatasetName, Loader, Normalize, Split};
 use models::Model;
 
 use crate::files;
@@ -85,7 +85,10 @@ pub fn run_show(
     let cols = (indices.len() as f64).sqrt().ceil() as usize;
     let img = if augmented {
         let norm = datasets::paper_normalize(name);
-        let loader = Loader::new(&ds, count, false, 0, false, datasets::paper_augment(name), Some(norm.clone()))?;
+        let loader = Loader::new(
+            &ds,
+            Batching::in_order(count).augment(datasets::paper_augment(name)).normalize(Some(norm.clone())),
+        )?;
         datasets::batch_grid(&loader.make_batch(0, &indices), Some(&norm), cols, 3)
     } else {
         datasets::sample_grid(&ds, &indices, cols, 3)

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use datasets::{Loader, Split};
+use datasets::{Batching, Loader, Split};
 use engine::checkpoint;
 use models::ModelConfig;
 
@@ -45,7 +45,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     let mut model = models::build(&s.model, &model_config(&s, test_set.num_classes)?)?;
     checkpoint::restore_store(&args.checkpoint, &ckpt, model.params_mut())?;
     let (_, test_aug, norm) = input_pipeline(&model, &test_set, name, false)?;
-    let loader = Loader::new(&test_set, EVAL_BATCH, false, 0, false, test_aug, Some(norm))?;
+    let loader = Loader::new(&test_set, Batching::in_order(EVAL_BATCH).augment(test_aug).normalize(Some(norm)))?;
     let eval = evaluate(&mut model, &loader)?;
     println!(
         "{} on {} test ({} images): loss {:.4}, accuracy {:.2}%",

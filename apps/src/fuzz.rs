@@ -15,6 +15,8 @@ use clap::Args;
 use datasets::cifar::{encode_cifar10, encode_cifar100, FINE_TO_COARSE, PIXELS};
 use datasets::idx::{encode_images, encode_labels};
 use models::{Model, ModelConfig};
+use rand::rngs::StdRng;
+use rand::{Rng as _, RngCore, SeedableRng};
 
 use crate::recipe;
 use crate::run_state::{self, EpochMetrics};
@@ -45,19 +47,15 @@ pub struct FuzzArgs {
     pub data: Option<PathBuf>,
 }
 
-/// A small, fast generator (SplitMix64): the fuzzer needs speed and repeatability only.
-struct Rng(u64);
+/// The mutations' random numbers (rand's seeded generator: repeatable for a seed).
+struct Rng(StdRng);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        self.0.gen_range(0..n.max(1))
     }
 }
 
@@ -227,7 +225,7 @@ fn fuzz(args: &FuzzArgs, data: &Path, scratch: &Path) -> Result<()> {
     std::panic::set_hook(Box::new(|_| {
         PANICS.fetch_add(1, Ordering::SeqCst);
     }));
-    let mut rng = Rng(args.seed);
+    let mut rng = Rng(StdRng::seed_from_u64(args.seed));
     let (mut accepted, mut slowest) = (0u64, Duration::ZERO);
     let mut first_panic: Option<Vec<u8>> = None;
     for i in 0..args.inputs {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use datasets::{Dataset, Loader, Split};
+use datasets::{Batching, Dataset, Loader, Split};
 use engine::checkpoint::{self, Checkpoint};
 use indicatif::{ProgressBar, ProgressStyle};
 use models::Model;
@@ -363,8 +363,11 @@ fn prepare<'d>(
     let name = parse_dataset(&s.dataset)?;
     let model = models::build(&s.model, &model_config(&s, train_set.num_classes)?)?;
     let (train_aug, test_aug, norm) = input_pipeline(&model, train_set, name, s.augment)?;
-    let train_loader = Loader::new(train_set, s.batch_size, true, s.seed, false, train_aug, Some(norm.clone()))?;
-    let test_loader = Loader::new(test_set, EVAL_BATCH, false, 0, false, test_aug, Some(norm))?;
+    let train_loader = Loader::new(
+        train_set,
+        Batching::shuffled(s.batch_size, s.seed).augment(train_aug).normalize(Some(norm.clone())),
+    )?;
+    let test_loader = Loader::new(test_set, Batching::in_order(EVAL_BATCH).augment(test_aug).normalize(Some(norm)))?;
     let trainer = Trainer::from_settings(model, &s)?;
     let mut run = Run {
         s,

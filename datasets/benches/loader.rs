@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use datasets::{load, paper_normalize, Augment, Dataset, DatasetName, Loader, Split};
+use datasets::{load, paper_normalize, Augment, Batching, Dataset, DatasetName, Loader, Split};
 
 /// Images per measured epoch: 80 batches of 128.
 const IMAGES: usize = 128 * 80;
@@ -42,7 +42,11 @@ fn bench_loader(c: &mut Criterion) {
     let ds = data();
     let augment = Augment { crop_padding: Some(4), hflip: true, ..Augment::default() };
     let norm = Some(paper_normalize(DatasetName::Cifar10));
-    let loader = Loader::new(&ds, 128, true, 0, true, augment, norm).expect("valid loader");
+    let loader = Loader::new(
+        &ds,
+        Batching { batch_size: 128, shuffle: true, seed: 0, drop_last: true, augment, normalize: norm },
+    )
+    .expect("valid loader");
     let mut group = c.benchmark_group("loader");
     group.throughput(Throughput::Elements(IMAGES as u64));
     group.sample_size(20);

@@ -5,10 +5,11 @@
 //! not depend on the autograd engine.
 //!
 //! ```no_run
-//! use datasets::{load, default_data_dir, paper_augment, paper_normalize, DatasetName, Loader, Split};
+//! use datasets::{Batching, DatasetName, Loader, Split, default_data_dir, load, paper_augment, paper_normalize};
 //! let train = load(DatasetName::Cifar10, &default_data_dir(), Split::Train)?;
 //! let name = DatasetName::Cifar10;
-//! let loader = Loader::new(&train, 128, true, 42, false, paper_augment(name), Some(paper_normalize(name)))?;
+//! let batching = Batching::shuffled(128, 42).augment(paper_augment(name)).normalize(Some(paper_normalize(name)));
+//! let loader = Loader::new(&train, batching)?;
 //! for batch in loader.epoch(0) {
 //!     assert_eq!(batch.shape[1..], [3, 32, 32]);
 //! }
@@ -40,7 +41,7 @@ pub use dataset::{
 pub use error::DataError;
 pub use fetch::{fetch, fetch_from, fetch_with, FetchOptions, MIRROR_VAR};
 pub use grid::{batch_grid, sample_grid};
-pub use loader::{Batch, Epoch, Loader};
+pub use loader::{Batch, Batching, Epoch, Loader};
 
 /// Per-channel mean and (population) standard deviation of pixels / 255.
 ///

@@ -30,7 +30,7 @@ pub struct Batch {
 /// Turns a data set into batches, one epoch at a time.
 ///
 /// ```
-/// use datasets::{Augment, Dataset, Loader};
+/// use datasets::{Batching, Dataset, Loader};
 /// // Ten 1x2x2 images in memory, labels 0..9.
 /// let ds = Dataset {
 ///     name: "tiny".into(),
@@ -43,7 +43,7 @@ pub struct Batch {
 ///     num_classes: 10,
 ///     class_names: (0..10).map(|c| c.to_string()).collect(),
 /// };
-/// let loader = Loader::new(&ds, 4, true, 42, false, Augment::default(), None)?;
+/// let loader = Loader::new(&ds, Batching::shuffled(4, 42))?;
 /// let batches: Vec<_> = loader.epoch(0).collect();
 /// assert_eq!(batches.len(), 3); // 4 + 4 + 2 images
 /// assert_eq!(batches[0].shape, [4, 1, 2, 2]);
@@ -62,6 +62,47 @@ pub struct Loader<'a> {
     normalize: Option<Normalize>,
 }
 
+/// How a [`Loader`] cuts a data set into batches: named settings instead of positional
+/// flags. Start from [`Batching::shuffled`] (training) or [`Batching::in_order`]
+/// (evaluation) and add what differs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batching {
+    /// Images per batch (at least 1).
+    pub batch_size: usize,
+    /// A fresh order every epoch (from `seed` and the epoch), or the data set's order.
+    pub shuffle: bool,
+    /// Seed of the order and of the augmentation.
+    pub seed: u64,
+    /// Leave out a short last batch.
+    pub drop_last: bool,
+    /// Augmentation applied to each image.
+    pub augment: Augment,
+    /// Per-channel normalization after augmentation.
+    pub normalize: Option<Normalize>,
+}
+
+impl Batching {
+    /// Batches in a new order every epoch, from `seed`.
+    pub fn shuffled(batch_size: usize, seed: u64) -> Batching {
+        Batching { batch_size, shuffle: true, seed, drop_last: false, augment: Augment::default(), normalize: None }
+    }
+
+    /// Batches in the data set's order (augmentation, if any, seeded with 0).
+    pub fn in_order(batch_size: usize) -> Batching {
+        Batching { shuffle: false, ..Batching::shuffled(batch_size, 0) }
+    }
+
+    /// With this augmentation.
+    pub fn augment(self, augment: Augment) -> Batching {
+        Batching { augment, ..self }
+    }
+
+    /// With this normalization (or none).
+    pub fn normalize(self, normalize: Option<Normalize>) -> Batching {
+        Batching { normalize, ..self }
+    }
+}
+
 /// SplitMix64 finalizer: spreads nearby inputs (epoch 1, 2, ...) over unrelated seeds.
 fn mix(a: u64, b: u64) -> u64 {
     let mut z = a ^ b.wrapping_add(0x9e37_79b9_7f4a_7c15).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -73,15 +114,8 @@ fn mix(a: u64, b: u64) -> u64 {
 impl<'a> Loader<'a> {
     /// Builds a loader; rejects a batch size of 0, a resize to 0, a non-finite rotation and
     /// normalization statistics that do not fit the channels.
-    pub fn new(
-        dataset: &'a Dataset,
-        batch_size: usize,
-        shuffle: bool,
-        seed: u64,
-        drop_last: bool,
-        augment: Augment,
-        normalize: Option<Normalize>,
-    ) -> Result<Loader<'a>, DataError> {
+    pub fn new(dataset: &'a Dataset, batching: Batching) -> Result<Loader<'a>, DataError> {
+        let Batching { batch_size, shuffle, seed, drop_last, augment, normalize } = batching;
         if batch_size == 0 {
             return Err(DataError::InvalidArgument {
                 field: "batch size",

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use datasets::{batch_grid, sample_grid, Augment, Batch, DataError, Dataset, Loader, Normalize};
+use datasets::{batch_grid, sample_grid, Augment, Batch, Batching, DataError, Dataset, Loader, Normalize};
 
 /// `len` 3x4x4 images; image i has every pixel equal to i % 256 and label i % 10.
 fn data(len: usize) -> Dataset {
@@ -20,7 +20,11 @@ fn data(len: usize) -> Dataset {
 }
 
 fn loader(ds: &Dataset, bs: usize, shuffle: bool, drop_last: bool) -> Loader<'_> {
-    Loader::new(ds, bs, shuffle, 42, drop_last, Augment::default(), None).unwrap()
+    Loader::new(
+        ds,
+        Batching { batch_size: bs, shuffle, seed: 42, drop_last, augment: Augment::default(), normalize: None },
+    )
+    .unwrap()
 }
 
 fn order_of(l: &Loader, epoch: usize) -> Vec<usize> {
@@ -34,7 +38,7 @@ fn same_seed_and_epoch_give_the_same_order_other_epochs_differ() {
     assert_eq!(order_of(&l, 0), order_of(&l, 0));
     assert_ne!(order_of(&l, 0), order_of(&l, 1));
     assert_ne!(order_of(&l, 0), (0..100).collect::<Vec<_>>(), "shuffled");
-    let other_seed = Loader::new(&ds, 16, true, 43, false, Augment::default(), None).unwrap();
+    let other_seed = Loader::new(&ds, Batching::shuffled(16, 43)).unwrap();
     assert_ne!(order_of(&l, 0), order_of(&other_seed, 0));
     assert_eq!(order_of(&loader(&ds, 16, false, false), 3), (0..100).collect::<Vec<_>>(), "no shuffle");
 }
@@ -80,7 +84,8 @@ fn drop_last_drops_only_the_short_batch() {
 #[test]
 fn invalid_loader_arguments_are_errors() {
     let ds = data(10);
-    let bad = |bs, aug: Augment, norm| Loader::new(&ds, bs, true, 0, false, aug, norm).map(|_| ());
+    let bad =
+        |bs, aug: Augment, norm| Loader::new(&ds, Batching::shuffled(bs, 0).augment(aug).normalize(norm)).map(|_| ());
     assert!(matches!(bad(0, Augment::default(), None), Err(DataError::InvalidArgument { field: "batch size", .. })));
     let resize0 = Augment { resize_to: Some(0), ..Augment::default() };
     assert!(matches!(bad(4, resize0, None), Err(DataError::InvalidArgument { field: "resize", .. })));
@@ -114,7 +119,8 @@ fn full_augment() -> Augment {
 fn augmentation_is_deterministic_and_independent_of_threads_and_batch_size() {
     let ds = gradient(64, 32);
     let norm = Some(Normalize { mean: vec![0.5, 0.4, 0.3], std: vec![0.2, 0.25, 0.3] });
-    let make = |bs| Loader::new(&ds, bs, true, 9, false, full_augment(), norm.clone()).unwrap();
+    let make =
+        |bs| Loader::new(&ds, Batching::shuffled(bs, 9).augment(full_augment()).normalize(norm.clone())).unwrap();
     let l = make(16);
     assert_eq!(l.image_shape().height, 40);
     let by_index = |batches: Vec<Batch>| {
@@ -146,7 +152,7 @@ fn crop_and_flip_batches_match_the_standalone_functions_up_to_a_shift_or_flip() 
     // Each augmented image equals the plain image shifted by at most 4 and maybe flipped.
     let ds = gradient(20, 8);
     let aug = Augment { crop_padding: Some(4), hflip: true, ..Augment::default() };
-    let l = Loader::new(&ds, 20, false, 1, false, aug, None).unwrap();
+    let l = Loader::new(&ds, Batching { seed: 1, ..Batching::in_order(20) }.augment(aug)).unwrap();
     let b = l.epoch(0).next().unwrap();
     let shape = datasets::ImageShape::new(3, 8, 8);
     let mut flips = 0;
@@ -174,7 +180,7 @@ fn crop_and_flip_batches_match_the_standalone_functions_up_to_a_shift_or_flip() 
 fn prefetching_gives_the_same_batches_and_stops_early() {
     let ds = gradient(50, 8);
     let aug = Augment { crop_padding: Some(2), hflip: true, ..Augment::default() };
-    let l = Loader::new(&ds, 8, true, 5, false, aug, None).unwrap();
+    let l = Loader::new(&ds, Batching::shuffled(8, 5).augment(aug)).unwrap();
     let direct: Vec<Batch> = l.epoch(1).collect();
     let mut prefetched = Vec::new();
     l.for_each_prefetched(1, |b| -> Result<(), ()> {
@@ -203,8 +209,7 @@ fn grids_have_the_expected_size_and_pixels() {
     assert_eq!(img.dimensions(), (3 * 10 + 2, 2 * 10 + 2));
     assert_eq!(img.get_pixel(2 + 10, 2).0, [5, 5, 5], "tile 1 shows image 5");
     let l =
-        Loader::new(&ds, 4, false, 0, false, Augment::default(), Some(Normalize { mean: vec![0.5], std: vec![0.5] }))
-            .unwrap();
+        Loader::new(&ds, Batching::in_order(4).normalize(Some(Normalize { mean: vec![0.5], std: vec![0.5] }))).unwrap();
     let b = l.epoch(0).next().unwrap();
     let g = batch_grid(&b, Some(&Normalize { mean: vec![0.5], std: vec![0.5] }), 4, 1);
     assert_eq!(g.dimensions(), (4 * 6 + 2, 6 + 2));

@@ -2,7 +2,7 @@
 //! for one epoch in a plain loop, then measure test accuracy.
 //! Run with `cargo run --release --example mnist_mlp` after `scripts/fetch-data.sh mnist`.
 
-use datasets::{default_data_dir, load, paper_normalize, Augment, DatasetName, Loader, Split};
+use datasets::{default_data_dir, load, paper_normalize, Batching, DatasetName, Loader, Split};
 use engine::nn::{Flatten, Linear, Module, ReLU, Sequential};
 use engine::optim::{Adam, Optimizer};
 use engine::{Graph, Mode, ParamStore, Tensor};
@@ -14,8 +14,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let train = load(name, &dir, Split::Train)?;
     let test = load(name, &dir, Split::Test)?;
     let norm = Some(paper_normalize(name));
-    let train_batches = Loader::new(&train, 128, true, 0, false, Augment::default(), norm.clone())?;
-    let test_batches = Loader::new(&test, 1000, false, 0, false, Augment::default(), norm)?;
+    let train_batches = Loader::new(&train, Batching::shuffled(128, 0).normalize(norm.clone()))?;
+    let test_batches = Loader::new(&test, Batching::in_order(1000).normalize(norm))?;
 
     // Model: parameters live in a store outside the tape; layers hold their ids.
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);

@@ -4,7 +4,7 @@ use crate::tensor::Tensor;
 
 /// Index of a parameter or buffer in a [`ParamStore`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ParamId(pub usize);
+pub struct ParamId(pub(crate) usize);
 
 /// Whether an entry is trained or only carried along (batch-norm running statistics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use datasets::{DatasetName, Loader, Split};
+use datasets::{Batching, DatasetName, Loader, Split};
 use engine::ParamId;
 use models::Model;
 use plotters::prelude::*;
@@ -125,7 +125,8 @@ pub(super) fn record_gradients(
     let train_set = data::load_split(name, data_dir, Split::Train, args.train_limit)?;
     let model = models::build(model_name, &recipe::model_config(&s, train_set.num_classes)?)?;
     let (augment, _, norm) = data::input_pipeline(&model, &train_set, name, s.augment)?;
-    let loader = Loader::new(&train_set, s.batch_size, true, s.seed, false, augment, Some(norm))?;
+    let loader =
+        Loader::new(&train_set, Batching::shuffled(s.batch_size, s.seed).augment(augment).normalize(Some(norm)))?;
     let mut trainer = Trainer::from_settings(model, &s)?;
     let steps = match (args.epochs, args.steps) {
         (Some(e), _) => e * loader.num_batches(),
