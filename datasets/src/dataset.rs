@@ -5,9 +5,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-
 use crate::{cifar, idx, source, DataError};
 
 /// The names `DatasetName::from_str` accepts, for help and error messages.
@@ -180,27 +177,6 @@ pub struct Dataset {
     pub class_names: Vec<String>,
 }
 
-/// How much of a data set [`Dataset::split_validation`] holds out.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Holdout {
-    /// A fraction of the images, in [0, 1].
-    Fraction(f64),
-    /// A number of images.
-    Count(usize),
-}
-
-impl From<f64> for Holdout {
-    fn from(f: f64) -> Holdout {
-        Holdout::Fraction(f)
-    }
-}
-
-impl From<usize> for Holdout {
-    fn from(n: usize) -> Holdout {
-        Holdout::Count(n)
-    }
-}
-
 impl Dataset {
     /// Bytes per image (`channels * height * width`).
     pub fn image_len(&self) -> usize {
@@ -236,27 +212,6 @@ impl Dataset {
     pub fn limit(&self, n: usize) -> Dataset {
         let idx: Vec<usize> = (0..n.min(self.len)).collect();
         self.subset(&idx)
-    }
-
-    /// Splits into (train, validation) after a seeded shuffle, so the validation part is a
-    /// random sample rather than the tail of the file (whose order is not random in every
-    /// data set). Both parts keep the shuffled order.
-    pub fn split_validation(&self, holdout: impl Into<Holdout>, seed: u64) -> Result<(Dataset, Dataset), DataError> {
-        let count = match holdout.into() {
-            Holdout::Fraction(f) if (0.0..=1.0).contains(&f) => (f * self.len as f64).round() as usize,
-            Holdout::Count(n) if n <= self.len => n,
-            other => {
-                return Err(DataError::InvalidArgument {
-                    field: "validation size",
-                    expected: format!("a fraction in [0, 1] or a count up to {}", self.len),
-                    found: format!("{other:?}"),
-                })
-            }
-        };
-        let mut order: Vec<usize> = (0..self.len).collect();
-        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
-        let (val, train) = order.split_at(count);
-        Ok((self.subset(train), self.subset(val)))
     }
 
     /// Number of images per class (index = label).

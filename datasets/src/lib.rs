@@ -35,7 +35,7 @@ pub use augment::{
 };
 pub use checksums::{md5_content, md5_hex, verify, KnownFile};
 pub use dataset::{
-    default_data_dir, load, Dataset, DatasetName, Holdout, Split, CIFAR100_COARSE_CLASSES, CIFAR100_FINE_CLASSES,
+    default_data_dir, load, Dataset, DatasetName, Split, CIFAR100_COARSE_CLASSES, CIFAR100_FINE_CLASSES,
     CIFAR10_CLASSES, FASHION_MNIST_CLASSES, NAMES,
 };
 pub use error::DataError;

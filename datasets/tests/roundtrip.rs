@@ -209,22 +209,3 @@ fn subset_and_limit_pick_the_right_images() {
     assert_eq!(ds.limit(3).labels, [0, 1, 2]);
     assert_eq!(ds.limit(50).len, 10);
 }
-
-#[test]
-fn validation_split_shuffles_before_holding_out() {
-    let ds = tiny(200);
-    let (train, val) = ds.split_validation(0.1, 7).unwrap();
-    assert_eq!((train.len, val.len), (180, 20));
-    // Images encode their index in their pixels.
-    let mut seen: Vec<u8> = train.images.iter().step_by(4).chain(val.images.iter().step_by(4)).copied().collect();
-    seen.sort();
-    assert_eq!(seen, (0..200).map(|i| i as u8).collect::<Vec<_>>(), "a partition of the data set");
-    let val_ids: Vec<u8> = val.images.iter().step_by(4).copied().collect();
-    assert_ne!(val_ids, (180..200).map(|i| i as u8).collect::<Vec<_>>(), "not the tail of the file");
-    assert!(val_ids.iter().any(|&i| i < 100), "drawn from the whole file");
-    // Same seed, same split; another seed, another split.
-    assert_eq!(ds.split_validation(20usize, 7).unwrap().1, val);
-    assert_ne!(ds.split_validation(20usize, 8).unwrap().1, val);
-    assert!(matches!(ds.split_validation(1.5, 0), Err(DataError::InvalidArgument { .. })));
-    assert!(matches!(ds.split_validation(201usize, 0), Err(DataError::InvalidArgument { .. })));
-}

@@ -7,7 +7,7 @@ use crate::autograd::{Graph, Var};
 use crate::error::{EngineError, Result};
 use crate::kernels::spherize::lower_angle;
 use crate::ops::angular::{AngleFn, Projection};
-use crate::ops::norm::BatchNormIds;
+use crate::ops::BatchNormIds;
 use crate::params::{ParamId, ParamStore};
 use crate::tensor::Tensor;
 

@@ -7,7 +7,7 @@
 
 use engine::kernels::spherize::lower_angle;
 use engine::ops::angular::{AngleFn, Projection};
-use engine::ops::norm::BatchNormIds;
+use engine::ops::BatchNormIds;
 use engine::{Graph, Mode, ParamStore, Tensor, Var};
 use rand::{Rng, SeedableRng};
 

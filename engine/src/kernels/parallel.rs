@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 /// Slices shorter than this run on the calling thread: spawning costs more than it saves.
-pub const PARALLEL_MIN_LEN: usize = 1 << 15;
+pub(crate) const PARALLEL_MIN_LEN: usize = 1 << 15;
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
 

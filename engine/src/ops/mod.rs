@@ -1,15 +1,18 @@
 //! Ops, one file per family; in each, an op's forward (a `Graph` method that records it)
-//! sits next to its backward (called from the one `match` in `autograd`).
+//! sits next to its backward (a method of the op's saved state, called from the one `match`
+//! in `backward.rs`).
 
 pub mod angular;
-pub mod conv;
+mod conv;
 pub mod elementwise;
-pub mod linalg;
-pub mod loss;
-pub mod norm;
-pub mod pool;
-pub mod reduce;
-pub mod spherize;
+mod linalg;
+mod loss;
+mod norm;
+mod pool;
+mod reduce;
+mod spherize;
+
+pub use norm::BatchNormIds;
 
 /// (batch, channels, pixels per channel) of a [N, C] or [N, C, H, W] input: the shapes that
 /// batch-norm and spherization treat per channel (one pixel per channel for [N, C]).

@@ -14,7 +14,7 @@
 //!
 //! # How it is fast
 //! * **Lanes.** The running product is a chain along `k`, so one vector alone cannot use SIMD.
-//!   We process [`LANES`] vectors side by side: a *tile* is stored as `[n][LANES]`, and every
+//!   We process `LANES` (16) vectors side by side: a *tile* is stored as `[n][LANES]`, and every
 //!   step of the chain is one SIMD operation across the lanes. The row form `[rows, n]` is
 //!   transposed into tiles (and back); the channel form `[batch, n, hw]` already has its lanes
 //!   contiguous along `hw` and is copied. Both forms share one core routine per direction;
@@ -28,7 +28,7 @@
 //!   specialization runs (see `scalar::angle`).
 //! * **An exact running product.** Near `pi/2` the product is carried in two parts so that
 //!   `|s|` stays `r` to ~1e-7 relative however long it is (see `scalar::Angle`).
-//! * **Threads.** Above [`PAR_MIN_ELEMS`] inputs, fixed groups (whole images, at least one
+//! * **Threads.** Above `PAR_MIN_ELEMS` inputs, fixed groups (whole images, at least one
 //!   tile's worth: 16 rows in the row form) are spread over the rayon pool and the calling
 //!   thread. The parameter gradients are summed
 //!   per group (f32 within blocks of 64 coordinates, f64 above) and the group partials are
@@ -57,10 +57,10 @@ use layout::{pack, unpack};
 use scalar::{angle, fma, Consts};
 
 /// Number of vectors processed side by side (16 f32 = one AVX-512 register, two AVX2 ones).
-pub const LANES: usize = 16;
+pub(crate) const LANES: usize = 16;
 
 /// Inputs (`rows * n` or `batch * n * hw`) at or above which work is spread over rayon threads.
-pub const PAR_MIN_ELEMS: usize = 16_384;
+pub(crate) const PAR_MIN_ELEMS: usize = 16_384;
 
 /// Pixels (lanes) at least per parallel work item: one tile, so that small `hw` (1 for the
 /// row form) groups several images, while larger images are one group each.
