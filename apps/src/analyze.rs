@@ -19,6 +19,7 @@ use crate::recipe::{self, Settings};
 use crate::report::mean_std;
 use crate::run_state::{self, EpochMetrics};
 use crate::train::{self, Verbosity, EVAL_BATCH};
+use crate::trainer::count_matches;
 
 /// Flags of `sph analyze overlap`.
 #[derive(Args, Debug)]
@@ -201,7 +202,7 @@ pub fn run_overlap(args: OverlapArgs) -> Result<()> {
             let started = Instant::now();
             let pairs = overlap::close_pairs(&reprs, dims, taus[2]);
             let search_seconds = started.elapsed().as_secs_f64();
-            let correct = preds.iter().zip(&labels).filter(|(p, l)| p == l).count();
+            let correct = count_matches(&preds, &labels);
             let row = Row {
                 operator: op.key.to_string(),
                 model: op.model.to_string(),

@@ -45,7 +45,12 @@ impl Tally {
 
 /// Correct predictions of a batch: the arg-max of each logits row against its label.
 pub fn count_correct(logits: &Tensor, labels: &[usize]) -> usize {
-    logits.argmax_last().iter().zip(labels).filter(|(p, l)| p == l).count()
+    count_matches(&logits.argmax_last(), labels)
+}
+
+/// How many predicted classes equal their labels.
+pub fn count_matches(predictions: &[usize], labels: &[usize]) -> usize {
+    predictions.iter().zip(labels).filter(|(p, l)| p == l).count()
 }
 
 /// The error of a step whose loss is not finite; callers add what to do about it.

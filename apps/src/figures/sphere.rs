@@ -13,6 +13,7 @@ use crate::analyze;
 use crate::files;
 use crate::plot::{self, plot_err, PALETTE};
 use crate::recipe;
+use crate::trainer::count_matches;
 
 use super::geometry::{add, unit, Camera};
 use super::{chart_ranges, square_chart, Area};
@@ -96,7 +97,7 @@ pub fn run_sphere(args: SphereArgs) -> Result<()> {
         let (mut trained, _) = analyze::train_or_load(&s, &data_dir, &dir)?;
         let (reprs, dims, preds, labels) =
             analyze::representations(&mut trained, DatasetName::Mnist, &data_dir, args.test_limit)?;
-        let correct = preds.iter().zip(&labels).filter(|(p, l)| p == l).count();
+        let correct = count_matches(&preds, &labels);
         let test_acc = correct as f64 / labels.len().max(1) as f64;
         let radius = trained.sphere_values().first().map(|s| s.2 as f64);
         println!(
