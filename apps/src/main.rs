@@ -3,6 +3,7 @@
 //! Every error is printed as one line and exits with code 2.
 
 mod analyze;
+mod bench;
 mod data;
 mod eval;
 mod figures;
@@ -44,6 +45,9 @@ enum Command {
     Analyze(AnalyzeArgs),
     /// Summarize finished runs: accuracy mean +- std over seeds, time to a target, speed.
     Report(report::ReportArgs),
+    /// Time a model's training step (images/s) on synthetic data, or with --kernels the
+    /// GEMM and convolution GFLOP/s.
+    Bench(bench::BenchArgs),
     /// The paper's figures, trained on a small budget and drawn as PNG.
     Figure(FigureArgs),
     /// Feed a file reader mutated inputs (scripts/fuzz.sh runs every target).
@@ -163,6 +167,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run_eval(args),
         Command::Models => eval::run_models(),
         Command::Report(args) => report::run_report(args),
+        Command::Bench(args) => bench::run_bench(args),
         Command::Fuzz(args) => fuzz::run_fuzz(args),
         Command::Analyze(a) => match a.command {
             AnalyzeCommand::Overlap(args) => analyze::run_overlap(args),

@@ -1,0 +1,234 @@
+//! `sph bench`: images/s of a registry model's training step (forward, loss, backward,
+//! optimizer: the same `Trainer::step` as `sph train`) on synthetic data of the model's input
+//! shape, and with `--kernels` the GFLOP/s of the GEMM and convolution shapes the paper's
+//! networks use. Warm-up steps first, then timed steps; medians, not means, since the
+//! machines are shared.
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use engine::kernels::{sgemm, Trans};
+use engine::nn::{Conv2d, Module};
+use engine::{Graph, Mode, ParamStore, Tensor};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::recipe::{self, model_config};
+use crate::train::set_threads;
+use crate::trainer::Trainer;
+
+/// Flags of `sph bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Registry model name (see `sph models`); not needed with --kernels.
+    #[arg(long, required_unless_present = "kernels")]
+    pub model: Option<String>,
+    /// Images per step.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Worker threads (default: RAYON_NUM_THREADS or all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Untimed steps first (allocation, caches, thread wake-up).
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// VGG widths, four numbers: 64,128,256,512.
+    #[arg(long, value_delimiter = ',')]
+    pub width: Option<Vec<usize>>,
+    /// Channel multiplier for CNN-9 (e.g. 0.25).
+    #[arg(long)]
+    pub width_multiplier: Option<f32>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// GEMM and convolution GFLOP/s for the paper's shapes instead of a training step.
+    #[arg(long)]
+    pub kernels: bool,
+}
+
+/// What `sph bench --json` prints for a training step.
+#[derive(Serialize)]
+struct StepReport {
+    model: String,
+    batch_size: usize,
+    threads: usize,
+    precision: &'static str,
+    steps: usize,
+    median_images_per_sec: f64,
+    min_images_per_sec: f64,
+    max_images_per_sec: f64,
+    cpu_features: Vec<&'static str>,
+}
+
+/// SIMD features this CPU offers, detected at run time.
+fn cpu_features() -> Vec<&'static str> {
+    let mut found = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! probe {
+            ($($f:tt),*) => { $( if std::arch::is_x86_feature_detected!($f) { found.push($f); } )* };
+        }
+        probe!("avx", "avx2", "fma", "avx512f", "avx512bf16", "avx512vnni");
+    }
+    found
+}
+
+/// Median, min and max of `values` (not empty).
+fn median_min_max(values: &mut [f64]) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let median = if n % 2 == 1 { values[n / 2] } else { 0.5 * (values[n / 2 - 1] + values[n / 2]) };
+    (median, values[0], values[n - 1])
+}
+
+/// The data set whose images have this shape, for the model's recipe (optimizer, scaling).
+fn dataset_for(shape: [usize; 3]) -> &'static str {
+    match shape {
+        [1, 28, 28] => "mnist",
+        [1, 32, 32] => "fashion-mnist",
+        _ => "cifar10",
+    }
+}
+
+/// `sph bench`.
+pub fn run_bench(args: BenchArgs) -> Result<()> {
+    let threads = set_threads(args.threads)?;
+    if args.steps == 0 || args.batch_size == 0 {
+        bail!("--steps and --batch-size must be at least 1");
+    }
+    if args.kernels {
+        return bench_kernels(threads, args.json);
+    }
+    let name = args.model.clone().unwrap_or_default();
+    if !models::names().contains(&name.as_str()) {
+        bail!("unknown model '{name}' (valid: {})", models::names().join(", "));
+    }
+    let classes = if name.ends_with("toy") { 2 } else { 10 };
+    // The recipe of the data set the model reads; shaping flags as in `sph train`.
+    let probe = models::build(&name, &model_config(&recipe::defaults(&name, "cifar10"), classes)?)?;
+    let shape = probe.input_shape();
+    let mut s = recipe::paper(&name, dataset_for(shape));
+    s.width = args.width.clone().or(s.width);
+    s.width_multiplier = args.width_multiplier.unwrap_or(s.width_multiplier);
+    s.batch_size = args.batch_size;
+    s.validate()?;
+    let model = models::build(&name, &model_config(&s, classes)?)?;
+    let shape = model.input_shape();
+    let mut trainer = Trainer::from_settings(model, &s)?;
+    trainer.begin_epoch(0);
+
+    let mut rng = StdRng::seed_from_u64(0);
+    let x = Tensor::uniform(&[args.batch_size, shape[0], shape[1], shape[2]], -1.0, 1.0, &mut rng);
+    let x = if shape[1] == 1 && shape[2] == 1 { x.reshape(&[args.batch_size, shape[0]])? } else { x };
+    let labels: Vec<usize> = (0..args.batch_size).map(|_| rng.gen_range(0..classes)).collect();
+    let mut rates = Vec::with_capacity(args.steps);
+    for step in 0..args.warmup + args.steps {
+        let started = Instant::now();
+        trainer.step(x.clone(), &labels, 0, step, |_| {})?;
+        if step >= args.warmup {
+            rates.push(args.batch_size as f64 / started.elapsed().as_secs_f64().max(1e-12));
+        }
+    }
+    let (median, min, max) = median_min_max(&mut rates);
+    let report = StepReport {
+        model: name,
+        batch_size: args.batch_size,
+        threads,
+        precision: "f32",
+        steps: args.steps,
+        median_images_per_sec: median,
+        min_images_per_sec: min,
+        max_images_per_sec: max,
+        cpu_features: cpu_features(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{}: batch {}, {} threads, {} timed steps after {} warm-up: median {:.0} images/s (min {:.0}, max {:.0}); CPU: {}",
+            report.model,
+            report.batch_size,
+            threads,
+            args.steps,
+            args.warmup,
+            median,
+            min,
+            max,
+            report.cpu_features.join(" ")
+        );
+    }
+    Ok(())
+}
+
+/// One kernel measurement.
+#[derive(Serialize)]
+struct KernelReport {
+    kernel: String,
+    median_gflops: f64,
+}
+
+/// Median GFLOP/s of `run` (which does `flops` floating-point operations) over a few runs.
+fn time_gflops(flops: f64, mut run: impl FnMut() -> Result<()>) -> Result<f64> {
+    run()?; // warm-up
+    let mut rates = Vec::new();
+    for _ in 0..7 {
+        let started = Instant::now();
+        run()?;
+        rates.push(flops / started.elapsed().as_secs_f64().max(1e-12) / 1e9);
+    }
+    Ok(median_min_max(&mut rates).0)
+}
+
+/// GEMM shapes of the paper's networks and convolution layers, forward + backward.
+fn bench_kernels(threads: usize, json: bool) -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut reports = Vec::new();
+    for (m, k, n) in [(1024, 1024, 1024), (128, 400, 120), (128, 4608, 512), (256, 784, 500)] {
+        let a = Tensor::uniform(&[m, k], -1.0, 1.0, &mut rng);
+        let b = Tensor::uniform(&[k, n], -1.0, 1.0, &mut rng);
+        let mut c = vec![0.0f32; m * n];
+        let gflops = time_gflops(2.0 * (m * n * k) as f64, || {
+            sgemm(Trans::N, Trans::N, m, n, k, 1.0, a.data(), b.data(), 0.0, &mut c);
+            Ok(())
+        })?;
+        reports.push(KernelReport { kernel: format!("sgemm ({m}x{k})@({k}x{n})"), median_gflops: gflops });
+    }
+    // (name, c_in, c_out, kernel, padding, size), batch 128; backward costs twice the forward.
+    for (name, c_in, c_out, k, pad, size) in [
+        ("LeNet conv1 1->6 5x5 28x28", 1, 6, 5, 2, 28),
+        ("LeNet conv2 6->16 5x5 14x14", 6, 16, 5, 0, 14),
+        ("CNN-9 x0.25 32->32 3x3 32x32", 32, 32, 3, 1, 32),
+        ("VGG 128->256 3x3 8x8", 128, 256, 3, 1, 8),
+    ] {
+        let batch = 128;
+        let mut store = ParamStore::new();
+        let conv = Conv2d::new(&mut store, "conv", c_in, c_out, k, 1, pad, true, &mut rng);
+        let x = Tensor::uniform(&[batch, c_in, size, size], -1.0, 1.0, &mut rng);
+        let out = size + 2 * pad - k + 1;
+        let flops = 3.0 * 2.0 * (batch * c_out * out * out * c_in * k * k) as f64;
+        let gflops = time_gflops(flops, || {
+            let mut g = Graph::new(&mut store, Mode::Train, 0);
+            let xv = g.variable(x.clone());
+            let y = conv.forward(&mut g, xv)?;
+            let loss = g.sum(y);
+            g.backward(loss)?;
+            Ok(())
+        })?;
+        reports.push(KernelReport { kernel: format!("conv fwd+bwd {name}, batch 128"), median_gflops: gflops });
+    }
+    if json {
+        let out = serde_json::json!({ "threads": threads, "cpu_features": cpu_features(), "kernels": reports });
+        println!("{out}");
+    } else {
+        println!("kernels, {threads} threads, CPU: {}", cpu_features().join(" "));
+        for r in &reports {
+            println!("  {:<52} {:>8.1} GFLOP/s", r.kernel, r.median_gflops);
+        }
+    }
+    Ok(())
+}
