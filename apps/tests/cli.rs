@@ -240,3 +240,22 @@ fn ctrl_c_saves_mid_epoch_and_the_resumed_run_equals_an_uninterrupted_one() {
     let _ = std::fs::remove_dir_all(&whole);
     let _ = std::fs::remove_dir_all(&cut);
 }
+
+#[test]
+fn bench_prints_the_training_step_rate_as_json() {
+    let o = sph(&["bench", "--model", "sph_lenet", "--batch-size", "32", "--warmup", "1", "--steps", "3", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(
+        (v["model"].as_str(), v["batch_size"].as_u64(), v["precision"].as_str()),
+        (Some("sph_lenet"), Some(32), Some("f32"))
+    );
+    let (lo, mid, hi) = (
+        v["min_images_per_sec"].as_f64().unwrap(),
+        v["median_images_per_sec"].as_f64().unwrap(),
+        v["max_images_per_sec"].as_f64().unwrap(),
+    );
+    assert!(0.0 < lo && lo <= mid && mid <= hi, "{v}");
+    assert!(v["threads"].as_u64().unwrap() >= 1);
+    assert_one_line_error(&sph(&["bench", "--model", "resnet"]), &["unknown model 'resnet'"]);
+}
