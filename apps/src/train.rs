@@ -322,6 +322,14 @@ struct Run<'d> {
     best_acc: f64,
 }
 
+impl Run<'_> {
+    /// Writes the run's state (model, optimizer, settings, history, progress) to `path`.
+    fn save(&self, path: &Path) -> Result<()> {
+        let t = &self.trainer;
+        save_checkpoint(path, &t.model, t.opt.as_ref(), &self.s, &self.history, &self.progress, self.best_acc)
+    }
+}
+
 /// Trains with resolved settings `s`, writing config.json, metrics.jsonl, checkpoints and
 /// curves.png into `out`. Ctrl-C or SIGTERM stops it after saving: an [`Interrupted`] error.
 pub fn execute(
@@ -499,15 +507,7 @@ fn train_epoch(run: &mut Run, epoch: usize, interactive: bool, stop: &AtomicBool
     }
     run.progress = Progress { epoch, steps_done: end.steps_done, tally, seconds: started.elapsed().as_secs_f64() };
     if end.stopped {
-        save_checkpoint(
-            &last_path,
-            &run.trainer.model,
-            run.trainer.opt.as_ref(),
-            &run.s,
-            &run.history,
-            &run.progress,
-            run.best_acc,
-        )?;
+        run.save(&last_path)?;
         let timing = serde_json::json!({
             "epoch": run.progress.epoch,
             "steps_done": run.progress.steps_done,
@@ -558,15 +558,7 @@ fn finish_epoch(run: &mut Run, epoch: usize) -> Result<()> {
     run.history.push(m);
     run.progress = Progress { epoch: epoch + 1, ..Progress::default() };
     let last_path = run.out.join("last.safetensors");
-    save_checkpoint(
-        &last_path,
-        &run.trainer.model,
-        run.trainer.opt.as_ref(),
-        &run.s,
-        &run.history,
-        &run.progress,
-        run.best_acc,
-    )?;
+    run.save(&last_path)?;
     let _ = std::fs::remove_file(run.out.join(TIMING_FILE));
     if improved {
         copy_atomic(&last_path, &run.out.join("best.safetensors"))?;
