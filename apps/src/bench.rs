@@ -184,10 +184,43 @@ fn time_gflops(flops: f64, mut run: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(median_min_max(&mut rates).0)
 }
 
+/// The machine's f32 FMA ceiling in GFLOP/s on `threads` threads: each thread runs a loop of
+/// 12 independent 8-wide multiply-add chains (enough to hide the FMA latency), from
+/// registers, so that nothing but the FMA units limits it.
+fn fma_peak(threads: usize) -> f64 {
+    const CHAINS: usize = 12;
+    const ITERS: usize = 20_000_000 / CHAINS;
+    let run = || {
+        let mut acc = [[1.0f32; 8]; CHAINS];
+        let (a, b) = (std::hint::black_box(0.999_999f32), std::hint::black_box(1e-7f32));
+        for _ in 0..ITERS {
+            for chain in acc.iter_mut() {
+                for v in chain.iter_mut() {
+                    *v = v.mul_add(a, b);
+                }
+            }
+        }
+        std::hint::black_box(acc);
+    };
+    let flops = (threads * ITERS * CHAINS * 8 * 2) as f64;
+    let mut rates = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        rayon::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|_| run());
+            }
+        });
+        rates.push(flops / started.elapsed().as_secs_f64().max(1e-12) / 1e9);
+    }
+    median_min_max(&mut rates).0
+}
+
 /// GEMM shapes of the paper's networks and convolution layers, forward + backward.
 fn bench_kernels(threads: usize, json: bool) -> Result<()> {
     let mut rng = StdRng::seed_from_u64(0);
-    let mut reports = Vec::new();
+    let mut reports =
+        vec![KernelReport { kernel: "FMA peak (12 chains x 8 lanes)".into(), median_gflops: fma_peak(threads) }];
     for (m, k, n) in [(1024, 1024, 1024), (128, 400, 120), (128, 4608, 512), (256, 784, 500)] {
         let a = Tensor::uniform(&[m, k], -1.0, 1.0, &mut rng);
         let b = Tensor::uniform(&[k, n], -1.0, 1.0, &mut rng);
