@@ -347,8 +347,8 @@ pub fn execute(
     let images = (train_set.len, test_set.len);
     write_config(&run, data_dir, resumed.as_ref().map(|r| r.1.as_path()), images)?;
     // Installed before the run announces itself, so a Ctrl-C after that is always caught.
+    // Never reset: a stop requested between two runs (figures, analyses) stops the next.
     let stop = stop_flag();
-    stop.store(false, Ordering::SeqCst);
     if verbosity == Verbosity::Full {
         announce(&run, images)?;
     }
