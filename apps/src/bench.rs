@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::recipe::{self, model_config};
-use crate::train::set_threads;
+use crate::train::{set_threads, ShapeArgs};
 use crate::trainer::Trainer;
 
 /// Flags of `sph bench`.
@@ -37,12 +37,9 @@ pub struct BenchArgs {
     /// Timed steps.
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
-    /// VGG widths, four numbers: 64,128,256,512.
-    #[arg(long, value_delimiter = ',')]
-    pub width: Option<Vec<usize>>,
-    /// Channel multiplier for CNN-9 (e.g. 0.25).
-    #[arg(long)]
-    pub width_multiplier: Option<f32>,
+    /// The model-shaping flags, as in `sph train`.
+    #[command(flatten)]
+    pub shape: ShapeArgs,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -113,8 +110,8 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
     let probe = models::build(&name, &model_config(&recipe::defaults(&name, "cifar10"), classes)?)?;
     let shape = probe.input_shape();
     let mut s = recipe::paper(&name, dataset_for(shape));
-    s.width = args.width.clone().or(s.width);
-    s.width_multiplier = args.width_multiplier.unwrap_or(s.width_multiplier);
+    s.width = args.shape.width.clone().or(s.width);
+    s.width_multiplier = args.shape.width_multiplier.unwrap_or(s.width_multiplier);
     s.batch_size = args.batch_size;
     s.validate()?;
     let model = models::build(&name, &model_config(&s, classes)?)?;

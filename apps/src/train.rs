@@ -28,6 +28,17 @@ use crate::trainer::{evaluate, Diverged, Trainer};
 /// Images per batch when evaluating (no gradients, so larger than training batches).
 pub const EVAL_BATCH: usize = 500;
 
+/// Flags that shape a registry model, shared by `sph train` and `sph bench`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ShapeArgs {
+    /// VGG widths, four numbers: 64,128,256,512.
+    #[arg(long, value_delimiter = ',')]
+    pub width: Option<Vec<usize>>,
+    /// Channel multiplier for CNN-9 (e.g. 0.25).
+    #[arg(long)]
+    pub width_multiplier: Option<f32>,
+}
+
 /// Flags of `sph train`. Every setting is optional: what is not given comes from the
 /// resumed checkpoint, then the recipe, then the defaults.
 #[derive(Args, Debug)]
@@ -86,12 +97,9 @@ pub struct TrainArgs {
     /// Spherization delta (lower bound of the last coordinate), in (0, 1).
     #[arg(long)]
     pub delta: Option<f64>,
-    /// VGG widths, four numbers: 64,128,256,512.
-    #[arg(long, value_delimiter = ',')]
-    pub width: Option<Vec<usize>>,
-    /// Channel multiplier for CNN-9 (e.g. 0.25).
-    #[arg(long)]
-    pub width_multiplier: Option<f32>,
+    /// The model-shaping flags.
+    #[command(flatten)]
+    pub shape: ShapeArgs,
     /// Turn the paper's training augmentation off.
     #[arg(long)]
     pub no_augment: bool,
@@ -143,8 +151,8 @@ impl TrainArgs {
             learn_scaling: flag(self.learn_scaling, self.fixed_scaling),
             learn_radius: flag(self.learn_radius, self.fixed_radius),
             delta: self.delta,
-            width: self.width.clone(),
-            width_multiplier: self.width_multiplier,
+            width: self.shape.width.clone(),
+            width_multiplier: self.shape.width_multiplier,
             augment: self.no_augment.then_some(false),
             seed: self.seed,
             train_limit: self.train_limit,

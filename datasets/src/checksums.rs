@@ -147,12 +147,16 @@ pub fn md5_content(path: &Path) -> Result<String, DataError> {
 /// Checks every file of the data set in `dir` against its published md5 (the md5 of the
 /// decompressed content, so raw and .gz copies both pass).
 pub fn verify(name: DatasetName, dir: &Path) -> Result<(), DataError> {
-    let folder = dir.join(name.dir_name());
+    verify_files(name, &dir.join(name.dir_name()), known_files(name))
+}
+
+/// Checks the files of `folder` against `files` (a published table, or a mirror's own).
+pub(crate) fn verify_files(name: DatasetName, folder: &Path, files: &[KnownFile]) -> Result<(), DataError> {
     if !folder.is_dir() {
-        return Err(DataError::Missing { path: folder, hint: name.fetch_hint() });
+        return Err(DataError::Missing { path: folder.to_path_buf(), hint: name.fetch_hint() });
     }
-    for known in known_files(name) {
-        let path = source::raw_or_gz(&folder, known.file)
+    for known in files {
+        let path = source::raw_or_gz(folder, known.file)
             .ok_or_else(|| DataError::Missing { path: folder.join(known.file), hint: name.fetch_hint() })?;
         let found = md5_content(&path)?;
         if found != known.md5 {

@@ -10,7 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::checksums::{self, md5_content, md5_hex, Download, KnownFile};
+use crate::checksums::{self, md5_content, md5_hex, verify_files, Download, KnownFile};
 use crate::{source, DataError, DatasetName};
 
 /// curl exit codes that mean the host could not be reached at all (as opposed to an HTTP
@@ -101,22 +101,6 @@ pub fn fetch_with(name: DatasetName, dir: &Path, options: &FetchOptions) -> Resu
 /// `folder` and its ancestors that do not exist yet, deepest first.
 fn missing_ancestors(folder: &Path) -> Vec<PathBuf> {
     folder.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).map(Path::to_path_buf).collect()
-}
-
-/// Checks every file against `files` (see [`checksums::verify`]).
-fn verify_files(name: DatasetName, folder: &Path, files: &[KnownFile]) -> Result<(), DataError> {
-    if !folder.is_dir() {
-        return Err(DataError::Missing { path: folder.to_path_buf(), hint: name.fetch_hint() });
-    }
-    for known in files {
-        let path = source::raw_or_gz(folder, known.file)
-            .ok_or_else(|| DataError::Missing { path: folder.join(known.file), hint: name.fetch_hint() })?;
-        let found = md5_content(&path)?;
-        if found != known.md5 {
-            return Err(DataError::Checksum { path, expected: known.md5.to_string(), found });
-        }
-    }
-    Ok(())
 }
 
 /// Moves a file that is in the way aside as `NAME.bad` (replacing an older `.bad`), so a
