@@ -13,6 +13,7 @@ use engine::Tensor;
 use models::Model;
 use serde::Serialize;
 
+use crate::data;
 use crate::files;
 use crate::overlap::{self, OverlapCounts};
 use crate::recipe::{self, Settings};
@@ -149,10 +150,7 @@ pub fn representations(
     data_dir: &Path,
     limit: Option<usize>,
 ) -> Result<Representations> {
-    let mut test = datasets::load(name, data_dir, Split::Test)?;
-    if let Some(n) = limit.filter(|&n| n < test.len) {
-        test = test.limit(n);
-    }
+    let test = data::load_split(name, data_dir, Split::Test, limit)?;
     let loader = Loader::new(&test, Batching::in_order(EVAL_BATCH).normalize(Some(datasets::paper_normalize(name))))?;
     let (mut reprs, mut preds, mut labels, mut dims) = (Vec::new(), Vec::new(), Vec::new(), 0);
     loader.for_each_prefetched(0, |batch| -> Result<()> {

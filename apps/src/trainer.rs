@@ -207,7 +207,7 @@ pub fn evaluate(model: &mut Model, loader: &Loader) -> Result<Evaluation> {
         for (&p, &l) in pred.iter().zip(&batch.labels) {
             confusion[l][p] += 1;
         }
-        tally.add(loss, count_correct(&logits, &batch.labels), batch.labels.len());
+        tally.add(loss, count_matches(&pred, &batch.labels), batch.labels.len());
         Ok(())
     })?;
     Ok(Evaluation { loss: tally.mean_loss(), acc: tally.accuracy(), confusion })
