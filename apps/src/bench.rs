@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use engine::kernels::{sgemm, Trans};
+use engine::kernels::{sgemm, sgemm_backend, Trans};
 use engine::nn::{Conv2d, Module};
 use engine::{Graph, Mode, ParamStore, Tensor};
 use rand::rngs::StdRng;
@@ -181,13 +181,18 @@ fn time_gflops(flops: f64, mut run: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(median_min_max(&mut rates).0)
 }
 
-/// The machine's f32 FMA ceiling in GFLOP/s on `threads` threads: each thread runs a loop of
-/// 12 independent 8-wide multiply-add chains (enough to hide the FMA latency), from
-/// registers, so that nothing but the FMA units limits it.
-fn fma_peak(threads: usize) -> f64 {
+/// The machine's f32 FMA ceiling in GFLOP/s on `threads` threads, and the vector width used:
+/// each thread runs 12 independent multiply-add chains (enough to hide the FMA latency) from
+/// registers, so that nothing but the FMA units limits it; 16 lanes with AVX-512, else 8.
+fn fma_peak(threads: usize) -> (f64, usize) {
     const CHAINS: usize = 12;
     const ITERS: usize = 20_000_000 / CHAINS;
-    let run = || {
+    let lanes = if avx512_fma::available() { 16 } else { 8 };
+    let run = move || {
+        if lanes == 16 {
+            avx512_fma::chains(ITERS);
+            return;
+        }
         let mut acc = [[1.0f32; 8]; CHAINS];
         let (a, b) = (std::hint::black_box(0.999_999f32), std::hint::black_box(1e-7f32));
         for _ in 0..ITERS {
@@ -199,7 +204,7 @@ fn fma_peak(threads: usize) -> f64 {
         }
         std::hint::black_box(acc);
     };
-    let flops = (threads * ITERS * CHAINS * 8 * 2) as f64;
+    let flops = (threads * ITERS * CHAINS * lanes * 2) as f64;
     let mut rates = Vec::new();
     for _ in 0..5 {
         let started = Instant::now();
@@ -210,14 +215,52 @@ fn fma_peak(threads: usize) -> f64 {
         });
         rates.push(flops / started.elapsed().as_secs_f64().max(1e-12) / 1e9);
     }
-    median_min_max(&mut rates).0
+    (median_min_max(&mut rates).0, lanes)
+}
+
+/// The FMA loop with 16-lane AVX-512 vectors (the compiler alone prefers 8-lane ones).
+mod avx512_fma {
+    /// Whether this CPU has AVX-512F.
+    pub fn available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return is_x86_feature_detected!("avx512f");
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    /// 12 chains x 16 lanes of `iters` dependent FMAs each.
+    pub fn chains(iters: usize) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: only called after `available()` said AVX-512F is present.
+        unsafe {
+            run(iters)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = iters;
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn run(iters: usize) {
+        use std::arch::x86_64::*;
+        let mut acc = [_mm512_set1_ps(1.0); 12];
+        let a = _mm512_set1_ps(std::hint::black_box(0.999_999f32));
+        let b = _mm512_set1_ps(std::hint::black_box(1e-7f32));
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = _mm512_fmadd_ps(*v, a, b);
+            }
+        }
+        std::hint::black_box(acc);
+    }
 }
 
 /// GEMM shapes of the paper's networks and convolution layers, forward + backward.
 fn bench_kernels(threads: usize, json: bool) -> Result<()> {
     let mut rng = StdRng::seed_from_u64(0);
+    let (peak, lanes) = fma_peak(threads);
     let mut reports =
-        vec![KernelReport { kernel: "FMA peak (12 chains x 8 lanes)".into(), median_gflops: fma_peak(threads) }];
+        vec![KernelReport { kernel: format!("FMA peak (12 chains x {lanes} lanes)"), median_gflops: peak }];
     for (m, k, n) in [(1024, 1024, 1024), (128, 400, 120), (128, 4608, 512), (256, 784, 500)] {
         let a = Tensor::uniform(&[m, k], -1.0, 1.0, &mut rng);
         let b = Tensor::uniform(&[k, n], -1.0, 1.0, &mut rng);
@@ -252,10 +295,10 @@ fn bench_kernels(threads: usize, json: bool) -> Result<()> {
         reports.push(KernelReport { kernel: format!("conv fwd+bwd {name}, batch 128"), median_gflops: gflops });
     }
     if json {
-        let out = serde_json::json!({ "threads": threads, "cpu_features": cpu_features(), "kernels": reports });
+        let out = serde_json::json!({ "threads": threads, "cpu_features": cpu_features(), "sgemm_backend": sgemm_backend(), "kernels": reports });
         println!("{out}");
     } else {
-        println!("kernels, {threads} threads, CPU: {}", cpu_features().join(" "));
+        println!("kernels, {threads} threads, sgemm: {}, CPU: {}", sgemm_backend(), cpu_features().join(" "));
         for r in &reports {
             println!("  {:<52} {:>8.1} GFLOP/s", r.kernel, r.median_gflops);
         }

@@ -5,6 +5,6 @@ mod gemm;
 pub(crate) mod im2col;
 pub(crate) mod parallel;
 
-pub use gemm::{sgemm, sgemm_serial, Trans};
+pub use gemm::{sgemm, sgemm_backend, sgemm_serial, Trans};
 pub use im2col::Window;
 pub mod spherize;

@@ -1,0 +1,268 @@
+//! Our own sgemm for x86-64 CPUs with AVX-512, after the BLIS recipe:
+//!
+//! ```text
+//! for jc in steps of NC columns of C:
+//!   for pc in steps of KC along k:
+//!     pack B[pc.., jc..] into NR-wide panels      B block  [KC, NC]  (L2/L3)
+//!     for ic in steps of MC rows:
+//!       pack A[ic.., pc..] into MR-tall panels    A block  [MC, KC]  (L2)
+//!       for jr over the B panels:                 B panel  [KC, NR]  (L1)
+//!         for ir over the A panels:               A panel  [MR, KC]
+//!           C tile [MR, NR] = alpha * A panel @ B panel + beta' * C tile   (micro-kernel)
+//! ```
+//!
+//! The micro-kernel keeps a 12 x 32 tile of C in 24 of the 32 zmm registers and, for each k,
+//! loads one 32-wide row of the B panel (two registers) and broadcasts 12 values of the A
+//! panel: 24 FMAs per 14 loads, enough to keep both FMA ports busy. Edges are zero-padded in
+//! the packed panels and written back with masked stores, so there is one kernel for all shapes.
+//! Every element of C is summed in the same order (KC blocks in turn, k in order inside), so
+//! splitting C between threads (in `mod.rs`) changes no result.
+
+use std::arch::x86_64::*;
+use std::cell::RefCell;
+
+/// Rows of C per micro-kernel tile (each broadcast from the A panel).
+const MR: usize = 12;
+/// Columns of C per micro-kernel tile: two 16-lane zmm vectors.
+const NR: usize = 32;
+/// Depth of one packed block: a [KC, NR] B panel (32 KB) stays in the 48 KB L1.
+const KC: usize = 256;
+/// Rows of one packed A block [MC, KC] (144 KB, in L2).
+const MC: usize = 144;
+/// Columns of one packed B block [KC, NC] (2 MB, in L2/L3).
+const NC: usize = 2048;
+
+thread_local! {
+    /// Per-thread packed A block, reused across calls so that a step allocates nothing.
+    static PACKED_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Per-thread packed B block of the calling thread.
+    static PACKED_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether this CPU can run the kernels of this module (checked at run time, cached by std).
+pub fn available() -> bool {
+    is_x86_feature_detected!("avx512f")
+}
+
+/// Row-major operands given by pointer and strides: element (i, j) at `ptr + i*rs + j*cs`.
+#[derive(Clone, Copy)]
+pub struct Strided {
+    /// First element.
+    pub ptr: *const f32,
+    /// Distance between rows.
+    pub rs: isize,
+    /// Distance between columns.
+    pub cs: isize,
+}
+
+/// Runs `f` with a thread-local buffer of `len` floats starting on a 64-byte boundary (so that
+/// no packed vector load straddles two cache lines). The kernels never call back into rayon, so
+/// the buffer is never borrowed twice; should that change, a nested call gets a fresh buffer.
+fn with_buffer<R>(
+    key: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    let aligned = |buf: &mut Vec<f32>| -> std::ops::Range<usize> {
+        if buf.len() < len + 16 {
+            buf.resize(len + 16, 0.0);
+        }
+        let skip = buf.as_ptr().align_offset(64);
+        skip..skip + len
+    };
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            let range = aligned(&mut buf);
+            f(&mut buf[range])
+        }
+        Err(_) => {
+            let mut buf = Vec::new();
+            let range = aligned(&mut buf);
+            f(&mut buf[range])
+        }
+    })
+}
+
+/// `C[m,n] = alpha * A[m,k] @ B[k,n] + beta * C` on the calling thread, with A and B strided
+/// and C row-major with leading dimension `ldc`.
+///
+/// # Safety
+/// The CPU must support AVX-512F ([`available`]); A, B and C must be valid for every element
+/// the shapes and strides reach, and C must not overlap A or B.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: Strided,
+    b: Strided,
+    beta: f32,
+    c: *mut f32,
+    ldc: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 || alpha == 0.0 {
+        scale_rows(c, ldc, m, n, beta);
+        return;
+    }
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            // Later depth blocks add onto what the first one wrote.
+            let beta_here = if pc == 0 { beta } else { 1.0 };
+            with_buffer(&PACKED_B, nc.div_ceil(NR) * kc * NR, |packed_b| {
+                pack_b(b.ptr.offset(pc as isize * b.rs + jc as isize * b.cs), b.rs, b.cs, kc, nc, packed_b);
+                for ic in (0..m).step_by(MC) {
+                    let mc = MC.min(m - ic);
+                    with_buffer(&PACKED_A, mc.div_ceil(MR) * MR * kc, |packed_a| {
+                        pack_a(a.ptr.offset(ic as isize * a.rs + pc as isize * a.cs), a.rs, a.cs, mc, kc, packed_a);
+                        for (jr, b_panel) in packed_b.chunks_exact(kc * NR).enumerate() {
+                            let j = jc + jr * NR;
+                            let nr = NR.min(n - j);
+                            for (ir, a_panel) in packed_a.chunks_exact(MR * kc).enumerate() {
+                                let i = ic + ir * MR;
+                                let mr = MR.min(m - i);
+                                let tile = c.add(i * ldc + j);
+                                kernel_12x32(
+                                    kc,
+                                    a_panel.as_ptr(),
+                                    b_panel.as_ptr(),
+                                    tile,
+                                    ldc,
+                                    mr,
+                                    nr,
+                                    alpha,
+                                    beta_here,
+                                );
+                            }
+                        }
+                    });
+                }
+            });
+        }
+    }
+}
+
+/// C = beta * C over the m x n output (beta 0 writes zeros, whatever C held, NaN included).
+unsafe fn scale_rows(c: *mut f32, ldc: usize, m: usize, n: usize, beta: f32) {
+    for i in 0..m {
+        let row = std::slice::from_raw_parts_mut(c.add(i * ldc), n);
+        if beta == 0.0 {
+            row.fill(0.0);
+        } else if beta != 1.0 {
+            row.iter_mut().for_each(|v| *v *= beta);
+        }
+    }
+}
+
+/// Packs the [kc, nc] block of B at `b` (strides `rs`, `cs`) into ceil(nc/NR) panels laid out
+/// [panel][p][NR], zero-padded.
+unsafe fn pack_b(b: *const f32, rs: isize, cs: isize, kc: usize, nc: usize, packed: &mut [f32]) {
+    for (panel, dst) in packed.chunks_exact_mut(kc * NR).enumerate() {
+        let j0 = panel * NR;
+        let nr = NR.min(nc - j0);
+        let src = b.offset(j0 as isize * cs);
+        for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
+            let s = src.offset(p as isize * rs);
+            if cs == 1 {
+                row[..nr].copy_from_slice(std::slice::from_raw_parts(s, nr));
+                row[nr..].fill(0.0);
+            } else {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = if j < nr { *s.offset(j as isize * cs) } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
+/// Packs the [mc, kc] block of A at `a` (strides `rs`, `cs`) into ceil(mc/MR) panels laid out
+/// [panel][p][MR], zero-padded.
+unsafe fn pack_a(a: *const f32, rs: isize, cs: isize, mc: usize, kc: usize, packed: &mut [f32]) {
+    for (panel, dst) in packed.chunks_exact_mut(MR * kc).enumerate() {
+        let i0 = panel * MR;
+        let mr = MR.min(mc - i0);
+        let src = a.offset(i0 as isize * rs);
+        if mr == MR && rs == 1 {
+            // op(A) is a transposed matrix: each k holds MR contiguous values.
+            for (p, col) in dst.chunks_exact_mut(MR).enumerate() {
+                col.copy_from_slice(std::slice::from_raw_parts(src.offset(p as isize * cs), MR));
+            }
+        } else if mr == MR {
+            // Full panel: fixed trip counts, no per-element branch (this packing runs once per
+            // product and shows in profiles of the convolutions when it is slow).
+            let rows: [*const f32; MR] = std::array::from_fn(|i| src.offset(i as isize * rs));
+            for (p, col) in dst.chunks_exact_mut(MR).enumerate() {
+                let p = p as isize * cs;
+                for (v, row) in col.iter_mut().zip(&rows) {
+                    *v = *row.offset(p);
+                }
+            }
+        } else {
+            for (p, col) in dst.chunks_exact_mut(MR).enumerate() {
+                let s = src.offset(p as isize * cs);
+                for (i, v) in col.iter_mut().enumerate() {
+                    *v = if i < mr { *s.offset(i as isize * rs) } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
+/// Lane mask selecting the first `lanes` (0..=16) of a 16-lane vector.
+fn mask(lanes: usize) -> __mmask16 {
+    if lanes >= 16 {
+        0xFFFF
+    } else {
+        ((1u32 << lanes) - 1) as __mmask16
+    }
+}
+
+/// One 12 x 32 tile: `C[..mr, ..nr] = alpha * (A panel [kc, 12] ^T @ B panel [kc, 32]) + beta * C`.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_12x32(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    mr: usize,
+    nr: usize,
+    alpha: f32,
+    beta: f32,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    let (mut a, mut b) = (a, b);
+    for _ in 0..kc {
+        let b0 = _mm512_loadu_ps(b);
+        let b1 = _mm512_loadu_ps(b.add(16));
+        for (i, row) in acc.iter_mut().enumerate() {
+            let ai = _mm512_set1_ps(*a.add(i));
+            row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
+            row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+        }
+        a = a.add(MR);
+        b = b.add(NR);
+    }
+    let (m0, m1) = (mask(nr), mask(nr.saturating_sub(16)));
+    let (va, vb) = (_mm512_set1_ps(alpha), _mm512_set1_ps(beta));
+    for (i, row) in acc.iter().enumerate() {
+        if i >= mr {
+            break;
+        }
+        let dst = c.add(i * ldc);
+        let mut lo = _mm512_mul_ps(row[0], va);
+        let mut hi = _mm512_mul_ps(row[1], va);
+        if beta != 0.0 {
+            lo = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, dst), vb, lo);
+            hi = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, dst.add(16)), vb, hi);
+        }
+        _mm512_mask_storeu_ps(dst, m0, lo);
+        _mm512_mask_storeu_ps(dst.add(16), m1, hi);
+    }
+}
