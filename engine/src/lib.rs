@@ -11,6 +11,7 @@
 
 pub mod autograd;
 mod backward;
+mod buffers;
 pub mod check;
 pub mod error;
 pub mod kernels;

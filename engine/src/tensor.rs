@@ -22,7 +22,7 @@ pub struct Tensor {
 impl Tensor {
     /// A tensor of zeros.
     pub fn zeros(shape: &[usize]) -> Tensor {
-        Tensor { shape: shape.to_vec(), data: vec![0.0; shape.iter().product()] }
+        Tensor { shape: shape.to_vec(), data: crate::buffers::zeroed(shape.iter().product()) }
     }
 
     /// A tensor of ones.
@@ -32,7 +32,7 @@ impl Tensor {
 
     /// A tensor with every element equal to `value`.
     pub fn full(shape: &[usize], value: f32) -> Tensor {
-        Tensor { shape: shape.to_vec(), data: vec![value; shape.iter().product()] }
+        Tensor { shape: shape.to_vec(), data: crate::buffers::filled(shape.iter().product(), value) }
     }
 
     /// A zero-dimensional tensor holding one number.
@@ -101,8 +101,8 @@ impl Tensor {
     }
 
     /// Consumes the tensor, returning its storage.
-    pub fn into_vec(self) -> Vec<f32> {
-        self.data
+    pub fn into_vec(mut self) -> Vec<f32> {
+        std::mem::take(&mut self.data)
     }
 
     /// The single value of a one-element tensor.
@@ -125,10 +125,10 @@ impl Tensor {
     }
 
     /// Keeps the first axis and flattens the rest: [N, ...] -> [N, prod(...)].
-    pub fn flatten(self) -> Tensor {
+    pub fn flatten(mut self) -> Tensor {
         let rows = self.shape.first().copied().unwrap_or(1);
         let cols = self.data.len().checked_div(rows).unwrap_or(0);
-        Tensor { shape: vec![rows, cols], data: self.data }
+        Tensor { shape: vec![rows, cols], data: std::mem::take(&mut self.data) }
     }
 
     /// Index of the largest value along the last axis, for each leading index.
@@ -151,5 +151,12 @@ impl Tensor {
     /// Sets every element to zero, keeping the allocation.
     pub fn fill_zero(&mut self) {
         self.data.fill(0.0);
+    }
+}
+
+/// Large buffers go back to the engine's pool for the next step (see `buffers.rs`).
+impl Drop for Tensor {
+    fn drop(&mut self) {
+        crate::buffers::recycle(std::mem::take(&mut self.data));
     }
 }

@@ -7,18 +7,24 @@
 use rayon::prelude::*;
 
 use crate::autograd::{Grads, Graph, Values, Var};
+use crate::buffers::Scratch;
 use crate::error::{EngineError, Result};
 use crate::kernels::im2col::{col2im_add, im2col};
 use crate::kernels::{sgemm_serial, Trans, Window};
 use crate::op::{Conv2dSaved, Op};
 use crate::tensor::Tensor;
 
-/// Columns one GEMM should see at least: below this, images are grouped.
-const MIN_GEMM_COLS: usize = 256;
+/// Columns one GEMM should see at least: below this, images are grouped. Each GEMM packs the
+/// weights again, which costs about as much as 32 columns of multiply-adds: at 1024 columns
+/// that is 3%, at 256 it was 12% of the late VGG layers.
+const MIN_GEMM_COLS: usize = 1024;
+/// Groups per batch at least, so that both threads (and a few more) get work in late layers.
+const MIN_GROUPS: usize = 4;
 
-/// Images per GEMM: enough for MIN_GEMM_COLS columns, never more than the batch.
+/// Images per GEMM: enough for MIN_GEMM_COLS columns, but at least MIN_GROUPS groups per batch.
+/// Fixed by the shapes alone (never by the thread count), so results do not depend on it.
 fn images_per_gemm(window: &Window, batch: usize) -> usize {
-    MIN_GEMM_COLS.div_ceil(window.col_cols()).clamp(1, batch.max(1))
+    MIN_GEMM_COLS.div_ceil(window.col_cols()).min(batch.div_ceil(MIN_GROUPS)).max(1)
 }
 
 /// Images per backward task: a multiple of the GEMM group, about an eighth of the batch.
@@ -75,7 +81,12 @@ impl Graph<'_> {
         let (xv, wv) = (self.value(x).data(), self.value(w).data());
         let in_size = window.channels * window.height * window.width;
         y.data_mut().par_chunks_mut(group * c_out * cols).enumerate().for_each_init(
-            || (vec![0.0f32; rows * group * cols], vec![0.0f32; c_out * group * cols]),
+            || {
+                (
+                    Scratch::zeroed(rows * group * cols),
+                    Scratch::zeroed(if group > 1 { c_out * group * cols } else { 0 }),
+                )
+            },
             |(col, wide), (gi, y_g)| {
                 let images = y_g.len() / (c_out * cols);
                 let ld = images * cols;
@@ -83,20 +94,13 @@ impl Graph<'_> {
                     let n = gi * group + j;
                     im2col(&xv[n * in_size..(n + 1) * in_size], &window, &mut col[j * cols..], ld);
                 }
-                // wide [Co, images*HoWo] = W [Co, C*k*k] @ col [C*k*k, images*HoWo]
-                sgemm_serial(
-                    Trans::N,
-                    Trans::N,
-                    c_out,
-                    ld,
-                    rows,
-                    1.0,
-                    wv,
-                    &col[..rows * ld],
-                    0.0,
-                    &mut wide[..c_out * ld],
-                );
-                scatter_group(&wide[..c_out * ld], y_g, c_out, cols);
+                // wide [Co, images*HoWo] = W [Co, C*k*k] @ col [C*k*k, images*HoWo]; one image's
+                // [Co, HoWo] is already its NCHW output, so it is written in place.
+                let out: &mut [f32] = if images == 1 { y_g } else { &mut wide[..c_out * ld] };
+                sgemm_serial(Trans::N, Trans::N, c_out, ld, rows, 1.0, wv, &col[..rows * ld], 0.0, out);
+                if images > 1 {
+                    scatter_group(&wide[..c_out * ld], y_g, c_out, cols);
+                }
             },
         );
         if let Some(b) = b {
@@ -140,22 +144,24 @@ impl Conv2dSaved {
         }
         let want_dw = grads.slot(w).is_some();
         // Each chunk of images returns its partial dW; partials are added in chunk order.
-        let work = |(ci, dx_chunk): (usize, Option<&mut [f32]>)| -> Vec<f32> {
-            let mut col = vec![0.0f32; rows * group * cols];
-            let mut dy_wide = vec![0.0f32; c_out * group * cols];
-            let mut dw_part = if want_dw { vec![0.0f32; c_out * rows] } else { Vec::new() };
+        let work = |(ci, dx_chunk): (usize, Option<&mut [f32]>)| -> Scratch {
+            let mut col = Scratch::zeroed(rows * group * cols);
+            let mut dy_wide = Scratch::zeroed(if group > 1 { c_out * group * cols } else { 0 });
+            let mut dw_part = if want_dw { Scratch::zeroed(c_out * rows) } else { Scratch::zeroed(0) };
             let first = ci * chunk;
             let last = (first + chunk).min(batch);
             let mut dx_chunk = dx_chunk;
             for start in (first..last).step_by(group) {
                 let images = group.min(last - start);
                 let ld = images * cols;
-                gather_group(
-                    &dy[start * out_size..(start + images) * out_size],
-                    &mut dy_wide[..c_out * ld],
-                    c_out,
-                    cols,
-                );
+                let dy_group = &dy[start * out_size..(start + images) * out_size];
+                // One image's [Co, HoWo] gradient already is the wide matrix.
+                let dy_wide: &[f32] = if images == 1 {
+                    dy_group
+                } else {
+                    gather_group(dy_group, &mut dy_wide[..c_out * ld], c_out, cols);
+                    &dy_wide[..c_out * ld]
+                };
                 if want_dw {
                     for j in 0..images {
                         let n = start + j;
@@ -169,7 +175,7 @@ impl Conv2dSaved {
                         rows,
                         ld,
                         1.0,
-                        &dy_wide[..c_out * ld],
+                        dy_wide,
                         &col[..rows * ld],
                         1.0,
                         &mut dw_part,
@@ -185,7 +191,7 @@ impl Conv2dSaved {
                         c_out,
                         1.0,
                         wv.data(),
-                        &dy_wide[..c_out * ld],
+                        dy_wide,
                         0.0,
                         &mut col[..rows * ld],
                     );
@@ -197,13 +203,13 @@ impl Conv2dSaved {
             }
             dw_part
         };
-        let partials: Vec<Vec<f32>> = match grads.slot(x) {
+        let partials: Vec<Scratch> = match grads.slot(x) {
             Some(dx) => dx.par_chunks_mut(chunk * in_size).enumerate().map(|(i, d)| work((i, Some(d)))).collect(),
             None => (0..batch.div_ceil(chunk)).into_par_iter().map(|i| work((i, None))).collect(),
         };
         if let Some(dw) = grads.slot(w) {
             for part in &partials {
-                for (g, &p) in dw.iter_mut().zip(part) {
+                for (g, &p) in dw.iter_mut().zip(part.iter()) {
                     *g += p;
                 }
             }

@@ -166,12 +166,23 @@ unsafe fn pack_b(b: *const f32, rs: isize, cs: isize, kc: usize, nc: usize, pack
         let j0 = panel * NR;
         let nr = NR.min(nc - j0);
         let src = b.offset(j0 as isize * cs);
-        for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
-            let s = src.offset(p as isize * rs);
-            if cs == 1 {
-                row[..nr].copy_from_slice(std::slice::from_raw_parts(s, nr));
+        if cs == 1 {
+            for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
+                row[..nr].copy_from_slice(std::slice::from_raw_parts(src.offset(p as isize * rs), nr));
                 row[nr..].fill(0.0);
-            } else {
+            }
+        } else if nr == NR {
+            // op(B) is a transposed matrix: gather NR columns, without a per-element branch.
+            let cols: [*const f32; NR] = std::array::from_fn(|j| src.offset(j as isize * cs));
+            for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
+                let p = p as isize * rs;
+                for (v, col) in row.iter_mut().zip(&cols) {
+                    *v = *col.offset(p);
+                }
+            }
+        } else {
+            for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
+                let s = src.offset(p as isize * rs);
                 for (j, v) in row.iter_mut().enumerate() {
                     *v = if j < nr { *s.offset(j as isize * cs) } else { 0.0 };
                 }
@@ -193,8 +204,7 @@ unsafe fn pack_a(a: *const f32, rs: isize, cs: isize, mc: usize, kc: usize, pack
                 col.copy_from_slice(std::slice::from_raw_parts(src.offset(p as isize * cs), MR));
             }
         } else if mr == MR {
-            // Full panel: fixed trip counts, no per-element branch (this packing runs once per
-            // product and shows in profiles of the convolutions when it is slow).
+            // Full panel: fixed trip counts, no per-element branch.
             let rows: [*const f32; MR] = std::array::from_fn(|i| src.offset(i as isize * rs));
             for (p, col) in dst.chunks_exact_mut(MR).enumerate() {
                 let p = p as isize * cs;
