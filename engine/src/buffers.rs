@@ -109,6 +109,6 @@ mod tests {
         assert!(other.iter().all(|&v| v == 2.5));
         recycle(vec![1.0; 10]);
         let guard = POOL.lock().unwrap();
-        assert!(guard.as_ref().map_or(true, |p| !p.free.contains_key(&10)), "small buffers are freed");
+        assert!(guard.as_ref().is_none_or(|p| !p.free.contains_key(&10)), "small buffers are freed");
     }
 }

@@ -40,7 +40,7 @@ fn use_avx512() -> bool {
     *CHOICE.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            avx512::available() && std::env::var("SPH_GEMM").map_or(true, |v| v != "matrixmultiply")
+            avx512::available() && !std::env::var("SPH_GEMM").is_ok_and(|v| v == "matrixmultiply")
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
