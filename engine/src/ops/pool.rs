@@ -37,22 +37,23 @@ impl Graph<'_> {
         y.data_mut().par_chunks_mut(oh * ow).zip(argmax.par_chunks_mut(oh * ow)).enumerate().for_each(
             |(p, (y_p, arg_p))| {
                 let x_p = &xv[p * plane_in..(p + 1) * plane_in];
-                for oy in 0..oh {
-                    let (y_row, arg_row) = (&mut y_p[oy * ow..(oy + 1) * ow], &mut arg_p[oy * ow..(oy + 1) * ow]);
+                for (o, (yv, av)) in y_p.iter_mut().zip(arg_p.iter_mut()).enumerate() {
+                    let (oy, ox) = (o / ow, o % ow);
+                    let corner = oy * stride * g.width + ox * stride;
+                    // Local best and index: the window is scanned row by row, the first value
+                    // seen wins ties, and NaN always wins, so it propagates as in PyTorch.
+                    let (mut best, mut at) = (x_p[corner], corner);
                     for ky in 0..kernel {
-                        let row_start = (oy * stride + ky) * g.width;
-                        let row = &x_p[row_start..row_start + g.width];
-                        for (ox, (yv, av)) in y_row.iter_mut().zip(arg_row.iter_mut()).enumerate() {
-                            let window = &row[ox * stride..ox * stride + kernel];
-                            for (kx, &v) in window.iter().enumerate() {
-                                // The first value seen wins ties; NaN always wins, so it propagates as in PyTorch.
-                                if (ky == 0 && kx == 0) || v > *yv || v.is_nan() {
-                                    *yv = v;
-                                    *av = (row_start + ox * stride + kx) as u32;
-                                }
+                        let row_start = corner + ky * g.width;
+                        for (kx, &v) in x_p[row_start..row_start + kernel].iter().enumerate() {
+                            if v > best || v.is_nan() {
+                                best = v;
+                                at = row_start + kx;
                             }
                         }
                     }
+                    *yv = best;
+                    *av = at as u32;
                 }
             },
         );
