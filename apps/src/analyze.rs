@@ -90,6 +90,8 @@ pub struct Row {
     /// Counts at tau/10, tau and 10 tau.
     pub counts: Vec<Counts>,
     pub search_seconds: f64,
+    /// Saturation diagnostics (spherization only).
+    pub saturation: Option<Saturation>,
 }
 
 /// Overlap counts at one threshold.
@@ -109,8 +111,7 @@ impl From<OverlapCounts> for Counts {
 
 /// The paper's schedule (x0.1 at epochs 80 and 130 of 160) scaled to `epochs`.
 fn scaled_schedule(epochs: usize) -> String {
-    let at = |e: usize| ((e * epochs) as f64 / 160.0).round().max(1.0) as usize;
-    format!("multistep:{},{}:0.1", at(80), at(130))
+    recipe::scaled_milestones(&[80, 130], 160, epochs, 0.1)
 }
 
 /// Loads a finished run with exactly these settings from `dir`, resumes an unfinished one,
@@ -139,11 +140,26 @@ pub fn train_or_load(s: &Settings, data_dir: &Path, dir: &Path) -> Result<(Model
     Ok((run.model, run.history))
 }
 
-/// Test representations [n, d], their width d, predictions and labels.
-pub type Representations = (Vec<f32>, usize, Vec<usize>, Vec<usize>);
+/// What a trained network makes of the test images: its representations (the input of the
+/// last layer), the head's input (for spherized networks the pre-activations z of the
+/// angles), predictions and labels.
+pub struct Representations {
+    /// Representations, rows of `dims` numbers.
+    pub reprs: Vec<f32>,
+    /// Width of a representation.
+    pub dims: usize,
+    /// The last layer's input before spherization, rows of `head_dims` numbers.
+    pub head: Vec<f32>,
+    /// Width of a head input.
+    pub head_dims: usize,
+    /// Predicted classes.
+    pub preds: Vec<usize>,
+    /// True classes.
+    pub labels: Vec<usize>,
+}
 
-/// Test representations (the input of the last layer) [n, d], predictions and labels of
-/// the first `limit` test images of data set `name` (normalized, not augmented).
+/// The [`Representations`] of the test images of data set `name` (normalized, not augmented),
+/// a class-stratified sample of `limit` of them when a limit is given.
 pub fn representations(
     model: &mut Model,
     name: DatasetName,
@@ -152,16 +168,82 @@ pub fn representations(
 ) -> Result<Representations> {
     let test = data::load_split(name, data_dir, Split::Test, limit)?;
     let loader = Loader::new(&test, Batching::in_order(EVAL_BATCH).normalize(Some(datasets::paper_normalize(name))))?;
-    let (mut reprs, mut preds, mut labels, mut dims) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    let mut r = Representations {
+        reprs: Vec::new(),
+        dims: 0,
+        head: Vec::new(),
+        head_dims: 0,
+        preds: Vec::new(),
+        labels: Vec::new(),
+    };
     loader.for_each_prefetched(0, |batch| -> Result<()> {
-        let (repr, logits) = model.evaluate(&Tensor::from_vec(&batch.shape, batch.images)?)?;
-        dims = repr.shape()[1];
-        reprs.extend_from_slice(repr.data());
-        preds.extend(logits.argmax_last());
-        labels.extend(batch.labels);
+        let (head, repr, logits) = model.evaluate_parts(Tensor::from_vec(&batch.shape, batch.images)?)?;
+        r.dims = repr.shape()[1];
+        r.head_dims = head.len() / head.shape()[0].max(1);
+        r.reprs.extend_from_slice(repr.data());
+        r.head.extend_from_slice(head.data());
+        r.preds.extend(logits.argmax_last());
+        r.labels.extend(batch.labels);
         Ok(())
     })?;
-    Ok((reprs, dims, preds, labels))
+    Ok(r)
+}
+
+/// Overlap at tau among the samples whose share of saturated angles falls in one quarter.
+#[derive(Clone, Debug, Serialize)]
+pub struct SaturationBin {
+    /// The quarter, e.g. "25-50%" (the last one includes 100%).
+    pub share: String,
+    pub samples: usize,
+    pub overlapped: usize,
+    pub errors: usize,
+}
+
+/// What tells budget from method in a spherized network: how far its angles are saturated.
+#[derive(Clone, Debug, Serialize)]
+pub struct Saturation {
+    /// The learned scaling alpha.
+    pub scaling: f32,
+    /// Saturated angles among all test angles.
+    pub fraction: f64,
+    /// Mean saturated angles per sample, among samples overlapped at tau and among the rest.
+    pub per_overlapped: f64,
+    pub per_other: f64,
+    /// Overlap at tau by quarter of saturated share.
+    pub bins: Vec<SaturationBin>,
+}
+
+/// The saturation diagnostics of a spherized model's test pass (None for other models).
+fn saturation(model: &Model, s: &Settings, r: &Representations, overlapped: &[bool]) -> Option<Saturation> {
+    let (_, scaling, _) = model.sphere_values().into_iter().next()?;
+    let n = r.head_dims;
+    let phi_lower = engine::kernels::spherize::lower_angle(n, s.delta);
+    let per_sample = overlap::saturated_per_sample(&r.head, n, scaling, phi_lower);
+    let samples = per_sample.len().max(1);
+    let mean_where = |want: bool| {
+        let picked: Vec<usize> =
+            per_sample.iter().zip(overlapped).filter(|(_, &o)| o == want).map(|(&k, _)| k).collect();
+        picked.iter().sum::<usize>() as f64 / picked.len().max(1) as f64
+    };
+    let bins = (0..4)
+        .map(|q| {
+            let in_bin = |k: usize| (4 * k / n.max(1)).min(3) == q;
+            let members: Vec<usize> = (0..per_sample.len()).filter(|&i| in_bin(per_sample[i])).collect();
+            SaturationBin {
+                share: format!("{}-{}%", 25 * q, 25 * (q + 1)),
+                samples: members.len(),
+                overlapped: members.iter().filter(|&&i| overlapped[i]).count(),
+                errors: members.iter().filter(|&&i| overlapped[i] && r.preds[i] != r.labels[i]).count(),
+            }
+        })
+        .collect();
+    Some(Saturation {
+        scaling,
+        fraction: per_sample.iter().sum::<usize>() as f64 / (samples * n.max(1)) as f64,
+        per_overlapped: mean_where(true),
+        per_other: mean_where(false),
+        bins,
+    })
 }
 
 /// `sph analyze overlap`.
@@ -195,12 +277,13 @@ pub fn run_overlap(args: OverlapArgs) -> Result<()> {
             s.train_limit = args.train_limit;
             s.seed = seed;
             let (mut model, history) = train_or_load(&s, &data_dir, &args.out.join(format!("{}-s{seed}", op.key)))?;
-            let (reprs, dims, preds, labels) =
-                representations(&mut model, DatasetName::Cifar10, &data_dir, args.test_limit)?;
+            let r = representations(&mut model, DatasetName::Cifar10, &data_dir, args.test_limit)?;
+            let (dims, preds, labels) = (r.dims, &r.preds, &r.labels);
             let started = Instant::now();
-            let pairs = overlap::close_pairs(&reprs, dims, taus[2]);
+            let pairs = overlap::close_pairs(&r.reprs, dims, taus[2]);
             let search_seconds = started.elapsed().as_secs_f64();
-            let correct = count_matches(&preds, &labels);
+            let correct = count_matches(preds, labels);
+            let saturation = saturation(&model, &s, &r, &overlap::overlapped_samples(&pairs, taus[1], labels.len()));
             let row = Row {
                 operator: op.key.to_string(),
                 model: op.model.to_string(),
@@ -209,8 +292,9 @@ pub fn run_overlap(args: OverlapArgs) -> Result<()> {
                 test_acc: correct as f64 / labels.len().max(1) as f64,
                 test_samples: labels.len(),
                 dims,
-                counts: taus.iter().map(|&t| overlap::count(&pairs, t, &labels, &preds).into()).collect(),
+                counts: taus.iter().map(|&t| overlap::count(&pairs, t, labels, preds).into()).collect(),
                 search_seconds,
+                saturation,
             };
             println!(
                 "{} seed {seed}: test acc {:.2}%, #ovlp {} #err {} at tau {:e} ({} samples x {dims} dims searched in {:.2}s)",
@@ -222,10 +306,20 @@ pub fn run_overlap(args: OverlapArgs) -> Result<()> {
                 labels.len(),
                 search_seconds
             );
+            if let Some(sat) = &row.saturation {
+                println!(
+                    "  scaling {:.3}, {:.1}% of angles saturated; {:.1} saturated per overlapped sample, {:.1} per other",
+                    sat.scaling,
+                    100.0 * sat.fraction,
+                    sat.per_overlapped,
+                    sat.per_other
+                );
+            }
             rows.push(row);
         }
     }
-    let table = render_table(&ops, &rows, &taus);
+    let mut table = render_table(&ops, &rows, &taus);
+    table += &render_saturation(&rows, args.tau);
     println!("\n{table}");
     write_outputs(&args.out, &rows, &table)?;
     println!("wrote {0}/overlap.csv, {0}/overlap.json and {0}/overlap.txt", args.out.display());
@@ -279,14 +373,46 @@ fn render_table(ops: &[&Operator], rows: &[Row], taus: &[f64; 3]) -> String {
     t
 }
 
+/// Per spherized run: learned scaling, saturated share, and overlap by quarter of saturated share.
+fn render_saturation(rows: &[Row], tau: f64) -> String {
+    let sat_rows: Vec<(&Row, &Saturation)> = rows.iter().filter_map(|r| Some((r, r.saturation.as_ref()?))).collect();
+    if sat_rows.is_empty() {
+        return String::new();
+    }
+    let mut t = format!(
+        "\nSaturated angles (sigmoid(alpha z) = 1 or angle = phi_L in f32) and overlap at tau {tau:e} by share of saturated angles per sample:\n{:<14} {:>4} {:>9} {:>8} {:>10} {:>12} {:>11}  {}\n",
+        "operator", "seed", "test acc", "scaling", "saturated", "sat./ovlp.", "sat./other", "samples/ovlp./err. by saturated share 0-25% | 25-50% | 50-75% | 75-100%"
+    );
+    for (r, sat) in sat_rows {
+        let bins: Vec<String> =
+            sat.bins.iter().map(|b| format!("{}/{}/{}", b.samples, b.overlapped, b.errors)).collect();
+        t += &format!(
+            "{:<14} {:>4} {:>8.2}% {:>8.3} {:>9.1}% {:>12.1} {:>11.1}  {}\n",
+            r.operator,
+            r.seed,
+            100.0 * r.test_acc,
+            sat.scaling,
+            100.0 * sat.fraction,
+            sat.per_overlapped,
+            sat.per_other,
+            bins.join(" | ")
+        );
+    }
+    t
+}
+
 fn write_outputs(out: &Path, rows: &[Row], table: &str) -> Result<()> {
     let mut csv = String::from(
-        "operator,model,seed,train_acc,test_acc,test_samples,dims,tau,overlapped,errors,conflicts,search_seconds\n",
+        "operator,model,seed,train_acc,test_acc,test_samples,dims,tau,overlapped,errors,conflicts,search_seconds,scaling,saturated_fraction\n",
     );
     for r in rows {
+        let (scaling, saturated) = match &r.saturation {
+            Some(sat) => (format!("{:.6}", sat.scaling), format!("{:.6}", sat.fraction)),
+            None => (String::new(), String::new()),
+        };
         for c in &r.counts {
             csv += &format!(
-                "{},{},{},{:.6},{:.6},{},{},{:e},{},{},{},{:.4}\n",
+                "{},{},{},{:.6},{:.6},{},{},{:e},{},{},{},{:.4},{scaling},{saturated}\n",
                 r.operator,
                 r.model,
                 r.seed,
@@ -315,6 +441,9 @@ mod tests {
     fn paper_schedule_scales_to_the_epochs_given() {
         assert_eq!(scaled_schedule(160), "multistep:80,130:0.1");
         assert_eq!(scaled_schedule(16), "multistep:8,13:0.1");
-        assert_eq!(scaled_schedule(2), "multistep:1,2:0.1");
+        // Short budgets: decays on distinct epochs, none at the first, none past the last.
+        assert_eq!(scaled_schedule(3), "multistep:2,3:0.1");
+        assert_eq!(scaled_schedule(2), "multistep:2:0.1");
+        assert_eq!(scaled_schedule(1), "constant");
     }
 }

@@ -42,11 +42,28 @@ pub fn input_pipeline(
     Ok((train, test, datasets::paper_normalize(name)))
 }
 
-/// One split of a data set, cut to its first `limit` images when a limit is given.
+/// Seed of every `--train-limit`/`--test-limit` subset: the same images for every run, so that
+/// runs (and the networks an analysis compares) differ only in what they are meant to.
+pub const SUBSET_SEED: u64 = 0;
+
+/// How a limited split is drawn, for config.json.
+pub const SUBSET_RULE: &str =
+    "class-stratified: each class keeps its share, drawn from a shuffle seeded by subset_seed";
+
+/// One split of a data set, cut to a class-stratified sample of `limit` images when a limit is
+/// given (the first N records of a file sorted by class would hold a few classes only). Warns
+/// on stderr when the records look sorted by class.
 pub fn load_split(name: DatasetName, dir: &Path, split: Split, limit: Option<usize>) -> Result<Dataset> {
     let ds = datasets::load(name, dir, split)?;
+    if ds.looks_sorted_by_class() {
+        eprintln!(
+            "warning: the {name} {} records in {} look sorted by class; limits take class-stratified samples, and training shuffles",
+            if split == Split::Train { "training" } else { "test" },
+            dir.join(name.dir_name()).display()
+        );
+    }
     Ok(match limit {
-        Some(n) if n < ds.len => ds.limit(n),
+        Some(n) if n < ds.len => ds.stratified(n, SUBSET_SEED),
         _ => ds,
     })
 }
@@ -81,7 +98,8 @@ pub fn run_show(
         bail!("--count: expected at least 1, found 0");
     }
     let ds = load_split(name, &data.unwrap_or_else(datasets::default_data_dir), split, None)?;
-    let indices: Vec<usize> = (0..count.min(ds.len)).collect();
+    // A stratified sample, so that a grid of a class-sorted file still shows every class.
+    let indices = ds.stratified_indices(count.min(ds.len), SUBSET_SEED);
     let cols = (indices.len() as f64).sqrt().ceil() as usize;
     let img = if augmented {
         let norm = datasets::paper_normalize(name);

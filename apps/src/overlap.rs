@@ -73,17 +73,36 @@ pub fn close_pairs(x: &[f32], d: usize, max_tau: f64) -> Vec<(usize, usize, f64)
 
 /// Counts overlaps at `tau` from the close pairs (found with a threshold of at least `tau`).
 pub fn count(pairs: &[(usize, usize, f64)], tau: f64, labels: &[usize], predictions: &[usize]) -> OverlapCounts {
-    let mut overlapped = vec![false; labels.len()];
-    let mut conflicts = 0;
+    let overlapped = overlapped_samples(pairs, tau, labels.len());
+    let conflicts = pairs.iter().filter(|&&(i, j, a)| a < tau && labels[i] != labels[j]).count();
+    let errors = overlapped.iter().enumerate().filter(|&(i, &o)| o && predictions[i] != labels[i]).count();
+    OverlapCounts { tau, overlapped: overlapped.iter().filter(|&&o| o).count(), errors, conflicts }
+}
+
+/// Which of `n` samples have another within `tau` radians.
+pub fn overlapped_samples(pairs: &[(usize, usize, f64)], tau: f64, n: usize) -> Vec<bool> {
+    let mut overlapped = vec![false; n];
     for &(i, j, a) in pairs {
         if a < tau {
             overlapped[i] = true;
             overlapped[j] = true;
-            conflicts += usize::from(labels[i] != labels[j]);
         }
     }
-    let errors = overlapped.iter().enumerate().filter(|&(i, &o)| o && predictions[i] != labels[i]).count();
-    OverlapCounts { tau, overlapped: overlapped.iter().filter(|&&o| o).count(), errors, conflicts }
+    overlapped
+}
+
+/// Per sample (rows of `z` [samples, n], the pre-activations of a spherization layer), how
+/// many of its n angles are saturated in the official f32 formulation
+/// `phi = (pi/2 - phi_L) sigmoid(alpha z) + phi_L`: the sigmoid rounds to 1 (|alpha z| above
+/// about 17) or the angle rounds to phi_L. Such an angle no longer tells samples apart.
+pub fn saturated_per_sample(z: &[f32], n: usize, alpha: f32, phi_lower: f64) -> Vec<usize> {
+    let span = (std::f64::consts::FRAC_PI_2 - phi_lower) as f32;
+    let lower = phi_lower as f32;
+    let saturated = |v: f32| {
+        let sig = 1.0 / (1.0 + (-(alpha * v)).exp());
+        sig == 1.0 || span * sig + lower == lower
+    };
+    z.chunks(n.max(1)).map(|row| row.iter().filter(|&&v| saturated(v)).count()).collect()
 }
 
 #[cfg(test)]
@@ -122,6 +141,15 @@ mod tests {
         assert_eq!((wide.overlapped, wide.errors, wide.conflicts), (6, 2, 1));
         let narrow = count(&pairs, tau / 10.0, &labels, &predictions);
         assert_eq!((narrow.overlapped, narrow.errors, narrow.conflicts), (2, 1, 1));
+    }
+
+    #[test]
+    fn saturation_counts_angles_the_f32_sigmoid_cannot_move() {
+        let phi_lower = engine::kernels::spherize::lower_angle(4, 1e-6);
+        // alpha z = 20 rounds the sigmoid to 1; -25 puts the angle on phi_L; +-3 do neither.
+        let z = [4.0, -5.0, 0.6, -0.6, /* next sample */ 0.0, 0.1, 0.2, 0.3];
+        assert_eq!(saturated_per_sample(&z, 4, 5.0, phi_lower), vec![2, 0]);
+        assert_eq!(saturated_per_sample(&z, 4, 1.0, phi_lower), vec![0, 0], "alpha z = 4 or -5 is not saturated");
     }
 
     #[test]

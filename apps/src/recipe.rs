@@ -28,7 +28,7 @@ pub struct Settings {
     pub weight_decay: f32,
     /// Nesterov momentum for SGD.
     pub nesterov: bool,
-    /// constant, step:K:GAMMA or multistep:E1,E2:GAMMA.
+    /// constant, step:K:GAMMA or multistep:E1,E2:GAMMA (1-based epochs, see `engine::optim::Schedule`).
     pub schedule: String,
     /// Initial spherization scaling alpha.
     pub scaling: f32,
@@ -256,6 +256,26 @@ pub fn model_config(s: &Settings, classes: usize) -> anyhow::Result<ModelConfig>
         },
         seed: s.seed,
     })
+}
+
+/// A multistep schedule with a recipe's `milestones` (1-based epochs of a `total`-epoch run)
+/// moved to the same fractions of an `epochs`-epoch run: never before epoch 2, strictly
+/// increasing (two decays never fall on one epoch) and dropped past the last epoch;
+/// `constant` when none is left. `(&[80, 130], 160, 3)` gives `multistep:2,3`.
+pub fn scaled_milestones(milestones: &[usize], total: usize, epochs: usize, gamma: f32) -> String {
+    let mut kept: Vec<usize> = Vec::new();
+    for &m in milestones {
+        let scaled = ((m * epochs) as f64 / total.max(1) as f64).round() as usize;
+        let at = scaled.max(2).max(kept.last().map_or(0, |&last| last + 1));
+        if at <= epochs {
+            kept.push(at);
+        }
+    }
+    if kept.is_empty() {
+        return "constant".into();
+    }
+    let list: Vec<String> = kept.iter().map(usize::to_string).collect();
+    format!("multistep:{}:{gamma}", list.join(","))
 }
 
 #[cfg(test)]

@@ -73,7 +73,7 @@ pub struct TrainArgs {
     /// Nesterov momentum (SGD).
     #[arg(long)]
     pub nesterov: bool,
-    /// constant, step:K:GAMMA or multistep:E1,E2,..:GAMMA (epochs).
+    /// constant, step:K:GAMMA or multistep:E1,E2,..:GAMMA. Epochs are 1-based, as the paper's scripts count: the rate is multiplied by GAMMA from epoch E on (multistep:80,130 trains 79 epochs at the base rate); step:K decays at epochs K, 2K, ...
     #[arg(long)]
     pub schedule: Option<String>,
     /// Spherization scaling alpha (initial value).
@@ -437,6 +437,8 @@ fn write_config(run: &Run, data_dir: &Path, resumed_from: Option<&Path>, images:
         "data_dir": data_dir,
         "train_images": train_images,
         "test_images": test_images,
+        "subset": (run.s.train_limit.is_some() || run.s.test_limit.is_some())
+            .then(|| serde_json::json!({ "rule": crate::data::SUBSET_RULE, "subset_seed": crate::data::SUBSET_SEED })),
         "parameters": run.trainer.model.params().num_learnable(),
         "versions": { "spherize": env!("CARGO_PKG_VERSION"), "rustc_target": std::env::consts::ARCH },
         "resumed_from": resumed_from,

@@ -208,10 +208,57 @@ impl Dataset {
         }
     }
 
-    /// The first `n` images (all of them if `n >= len`).
+    /// The first `n` images (all of them if `n >= len`). On a file sorted by class this is a
+    /// few classes only: prefer [`Dataset::stratified`] for subsets that mean something.
     pub fn limit(&self, n: usize) -> Dataset {
         let idx: Vec<usize> = (0..n.min(self.len)).collect();
         self.subset(&idx)
+    }
+
+    /// Indices (ascending) of a class-stratified sample of `n` images: each class keeps its
+    /// share of `n` (largest remainders round, lower labels first on ties), drawn from a
+    /// shuffle of that class seeded by `seed`. The same `seed` gives the same sample.
+    pub fn stratified_indices(&self, n: usize, seed: u64) -> Vec<usize> {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        if n >= self.len {
+            return (0..self.len).collect();
+        }
+        let classes = self.num_classes.max(1 + self.labels.iter().copied().max().unwrap_or(0) as usize);
+        let mut members: Vec<Vec<usize>> = vec![Vec::new(); classes];
+        for (i, &l) in self.labels.iter().enumerate() {
+            members[l as usize].push(i);
+        }
+        // Quotas: floor of each class's share, then one more for the largest remainders.
+        let mut quota: Vec<usize> = members.iter().map(|m| m.len() * n / self.len).collect();
+        let mut by_remainder: Vec<usize> = (0..classes).collect();
+        by_remainder.sort_by_key(|&c| std::cmp::Reverse((members[c].len() * n) % self.len));
+        let missing = n - quota.iter().sum::<usize>();
+        let topped: Vec<usize> =
+            by_remainder.into_iter().filter(|&c| quota[c] < members[c].len()).take(missing).collect();
+        for c in topped {
+            quota[c] += 1;
+        }
+        let mut picked = Vec::with_capacity(n);
+        for (c, m) in members.iter_mut().enumerate() {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(crate::loader::mix(seed, c as u64));
+            m.shuffle(&mut rng);
+            picked.extend_from_slice(&m[..quota[c]]);
+        }
+        picked.sort_unstable();
+        picked
+    }
+
+    /// A class-stratified sample of `n` images (see [`Dataset::stratified_indices`]).
+    pub fn stratified(&self, n: usize, seed: u64) -> Dataset {
+        self.subset(&self.stratified_indices(n, seed))
+    }
+
+    /// Whether the records look sorted by class: fewer label changes from one record to the
+    /// next than a tenth of the records (a shuffled file changes label at almost every record).
+    pub fn looks_sorted_by_class(&self) -> bool {
+        let changes = self.labels.windows(2).filter(|w| w[0] != w[1]).count();
+        self.len >= 100 && self.num_classes > 1 && changes < self.len / 10
     }
 
     /// Number of images per class (index = label).

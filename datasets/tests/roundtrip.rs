@@ -209,3 +209,29 @@ fn subset_and_limit_pick_the_right_images() {
     assert_eq!(ds.limit(3).labels, [0, 1, 2]);
     assert_eq!(ds.limit(50).len, 10);
 }
+
+/// A file sorted by class (100 records of each of 10 classes, as a CIFAR-100 copy rebuilt from
+/// per-class folders is): its first 50 records are one class, a stratified 50 hold all ten.
+fn class_sorted(per_class: usize) -> Dataset {
+    let mut ds = tiny(per_class * 10);
+    ds.labels = (0..ds.len).map(|i| (i / per_class) as u8).collect();
+    ds
+}
+
+#[test]
+fn stratified_subsets_keep_every_class_and_depend_only_on_the_seed() {
+    let sorted = class_sorted(100);
+    assert!(sorted.looks_sorted_by_class());
+    assert!(!tiny(1000).looks_sorted_by_class(), "labels 0..9 repeating is not sorted");
+    assert_eq!(sorted.limit(50).class_counts().iter().filter(|&&c| c > 0).count(), 1);
+    let sample = sorted.stratified(50, 7);
+    assert_eq!(sample.len, 50);
+    assert_eq!(sample.class_counts(), vec![5; 10]);
+    assert_eq!(sorted.stratified_indices(50, 7), sorted.stratified_indices(50, 7), "same seed, same sample");
+    assert_ne!(sorted.stratified_indices(50, 7), sorted.stratified_indices(50, 8), "another seed, another sample");
+    // Uneven shares: 3 of 10 classes get one more (largest remainders), the total is exact.
+    let counts = sorted.stratified(33, 1).class_counts();
+    assert_eq!(counts.iter().sum::<usize>(), 33);
+    assert!(counts.iter().all(|&c| c == 3 || c == 4), "{counts:?}");
+    assert_eq!(sorted.stratified(5000, 1).len, 1000, "asking for more than there is keeps all");
+}

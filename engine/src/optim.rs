@@ -213,12 +213,15 @@ impl Optimizer for Adam {
     }
 }
 
-/// Learning rate as a function of the epoch (0-based), as PyTorch's StepLR / MultiStepLR.
+/// Learning rate as a function of the epoch, counted as the paper's official scripts count:
+/// their loop runs `for epoch in 1..=E` and decays when the 1-based epoch reaches a milestone,
+/// so `multistep:80,130` trains 79 epochs at the base rate (PyTorch's MultiStepLR, stepped
+/// after each epoch, would train 80).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Schedule {
     /// The base rate throughout.
     Constant,
-    /// Multiplied by `gamma` every `every` epochs.
+    /// Multiplied by `gamma` at every 1-based epoch that is a multiple of `every`.
     Step {
         /// Epochs between decays.
         every: usize,
@@ -227,7 +230,7 @@ pub enum Schedule {
     },
     /// Multiplied by `gamma` at each listed epoch.
     MultiStep {
-        /// The rate decays once from each 0-based epoch m on (after m finished epochs).
+        /// 1-based epochs from which the rate is decayed once more (after m - 1 finished epochs).
         milestones: Vec<usize>,
         /// Factor of each decay.
         gamma: f32,
@@ -235,13 +238,15 @@ pub enum Schedule {
 }
 
 impl Schedule {
-    /// The learning rate during `epoch` (0-based).
+    /// The learning rate during `epoch` (0-based: the trainer's count; its 1-based number is
+    /// `epoch + 1`, which is what milestones are compared with).
     pub fn lr_at(&self, base: f32, epoch: usize) -> f32 {
+        let number = epoch + 1;
         match self {
             Schedule::Constant => base,
-            Schedule::Step { every, gamma } => base * gamma.powi((epoch / (*every).max(1)) as i32),
+            Schedule::Step { every, gamma } => base * gamma.powi((number / (*every).max(1)) as i32),
             Schedule::MultiStep { milestones, gamma } => {
-                base * gamma.powi(milestones.iter().filter(|&&m| m <= epoch).count() as i32)
+                base * gamma.powi(milestones.iter().filter(|&&m| m <= number).count() as i32)
             }
         }
     }

@@ -74,16 +74,22 @@ fn adamw_decoupled_weight_decay() {
     );
 }
 
+/// The official scripts: `for epoch in 1..=E: if epoch in milestones: lr *= gamma` (and for the
+/// step schedule `if epoch % K == 0`), i.e. the decay applies from the 1-based epoch m on,
+/// which is our 0-based epoch m - 1.
 #[test]
-fn schedules_follow_pytorch_step_and_multistep() {
+fn schedules_count_epochs_as_the_official_scripts() {
     let step: Schedule = "step:30:0.5".parse().unwrap();
-    assert_eq!(step.lr_at(0.05, 29), 0.05);
-    assert_eq!(step.lr_at(0.05, 30), 0.025);
+    assert_eq!(step.lr_at(0.05, 28), 0.05); // 1-based epoch 29
+    assert_eq!(step.lr_at(0.05, 29), 0.025); // 1-based epoch 30: first decay
     assert_eq!(step.lr_at(0.05, 65), 0.0125);
     let multi: Schedule = "multistep:60,120,160:0.2".parse().unwrap();
-    assert_eq!(multi.lr_at(0.1, 59), 0.1);
-    assert!((multi.lr_at(0.1, 60) - 0.02).abs() < 1e-7);
+    assert_eq!(multi.lr_at(0.1, 58), 0.1);
+    assert!((multi.lr_at(0.1, 59) - 0.02).abs() < 1e-7); // 1-based epoch 60
     assert!((multi.lr_at(0.1, 199) - 0.0008).abs() < 1e-8);
+    let paper: Schedule = "multistep:80,130:0.1".parse().unwrap();
+    let epochs_at_base = (0..160).filter(|&e| paper.lr_at(1e-3, e) == 1e-3).count();
+    assert_eq!(epochs_at_base, 79, "79 finished epochs before the first decay");
     assert_eq!("constant".parse::<Schedule>().unwrap().lr_at(0.3, 1000), 0.3);
     for bad in ["step:0:0.5", "step:x:0.5", "multistep:a,b:0.1", "cosine", "step:10"] {
         let err = bad.parse::<Schedule>().unwrap_err().to_string();

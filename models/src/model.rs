@@ -67,12 +67,23 @@ impl Network {
     /// Records the forward pass and returns (representation, logits): the representation is
     /// the input of the last layer, and for spherized models the spherized vector (norm = radius).
     pub fn forward_with_representation(&self, g: &mut Graph, x: Var) -> Result<(Var, Var)> {
+        let (_, repr, logits) = self.forward_parts(g, x)?;
+        Ok((repr, logits))
+    }
+
+    /// Records the forward pass and returns (head input, representation, logits). The head
+    /// input is what the last layer receives: for spherized models the pre-activations z that
+    /// the spherization turns into angles, for the others the representation itself.
+    pub fn forward_parts(&self, g: &mut Graph, x: Var) -> Result<(Var, Var, Var)> {
         self.check_input(g.shape(x))?;
         let h = self.body.forward(g, x)?;
         match &self.head {
             // The spherized vector, not the pre-activations, is what the last map sees.
-            Layer::Spherized(layer) => layer.forward_with_representation(g, h),
-            other => Ok((h, other.forward(g, h)?)),
+            Layer::Spherized(layer) => {
+                let (s, y) = layer.forward_with_representation(g, h)?;
+                Ok((h, s, y))
+            }
+            other => Ok((h, h, other.forward(g, h)?)),
         }
     }
 
@@ -194,6 +205,16 @@ impl Model {
     /// (layer name, scaling, radius) of every spherization layer, for logging.
     pub fn sphere_values(&self) -> Vec<(String, f32, f32)> {
         self.network.sphere_values(&self.params)
+    }
+
+    /// Evaluation-mode pass over a batch: (head input, representation, logits) as plain
+    /// tensors (see [`Network::forward_parts`]).
+    pub fn evaluate_parts(&mut self, x: Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let (net, params) = self.split_mut();
+        let mut g = Graph::new(params, Mode::Eval, 0);
+        let xv = g.input(x);
+        let (head, repr, logits) = net.forward_parts(&mut g, xv)?;
+        Ok((g.value(head).clone(), g.value(repr).clone(), g.value(logits).clone()))
     }
 
     /// Evaluation-mode pass over a batch: (representation, logits) as plain tensors.

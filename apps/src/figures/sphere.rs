@@ -95,7 +95,7 @@ pub fn run_sphere(args: SphereArgs) -> Result<()> {
         let limit = args.train_limit.map_or("all".to_string(), |n| n.to_string());
         let dir = runs_dir.join(format!("{model}-e{}-n{limit}-s{}", args.epochs, args.seed));
         let (mut trained, _) = analyze::train_or_load(&s, &data_dir, &dir)?;
-        let (reprs, dims, preds, labels) =
+        let analyze::Representations { reprs, dims, preds, labels, .. } =
             analyze::representations(&mut trained, DatasetName::Mnist, &data_dir, args.test_limit)?;
         let correct = count_matches(&preds, &labels);
         let test_acc = correct as f64 / labels.len().max(1) as f64;
