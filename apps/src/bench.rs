@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::recipe::{self, model_config};
+use crate::recipe::{self, model_config, Settings};
 use crate::train::{set_threads, ShapeArgs};
 use crate::trainer::Trainer;
 
@@ -116,21 +116,8 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
     s.validate()?;
     let model = models::build(&name, &model_config(&s, classes)?)?;
     let shape = model.input_shape();
-    let mut trainer = Trainer::from_settings(model, &s)?;
-    trainer.begin_epoch(0);
-
-    let mut rng = StdRng::seed_from_u64(0);
-    let x = Tensor::uniform(&[args.batch_size, shape[0], shape[1], shape[2]], -1.0, 1.0, &mut rng);
-    let x = if shape[1] == 1 && shape[2] == 1 { x.reshape(&[args.batch_size, shape[0]])? } else { x };
-    let labels: Vec<usize> = (0..args.batch_size).map(|_| rng.gen_range(0..classes)).collect();
-    let mut rates = Vec::with_capacity(args.steps);
-    for step in 0..args.warmup + args.steps {
-        let started = Instant::now();
-        trainer.step(x.clone(), &labels, 0, step, |_| {})?;
-        if step >= args.warmup {
-            rates.push(args.batch_size as f64 / started.elapsed().as_secs_f64().max(1e-12));
-        }
-    }
+    let _ = shape;
+    let mut rates = step_rates(model, &s, classes, args.warmup, args.steps)?;
     let (median, min, max) = median_min_max(&mut rates);
     let report = StepReport {
         model: name,
@@ -160,6 +147,36 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Images/s of each of `steps` training steps (after `warmup` more) of `model` with settings
+/// `s` at its batch size, on synthetic data of the model's input shape.
+fn step_rates(model: models::Model, s: &Settings, classes: usize, warmup: usize, steps: usize) -> Result<Vec<f64>> {
+    let shape = model.input_shape();
+    let batch = s.batch_size;
+    let mut trainer = Trainer::from_settings(model, s)?;
+    trainer.begin_epoch(0);
+    let mut rng = StdRng::seed_from_u64(0);
+    let x = Tensor::uniform(&[batch, shape[0], shape[1], shape[2]], -1.0, 1.0, &mut rng);
+    let x = if shape[1] == 1 && shape[2] == 1 { x.reshape(&[batch, shape[0]])? } else { x };
+    let labels: Vec<usize> = (0..batch).map(|_| rng.gen_range(0..classes)).collect();
+    let mut rates = Vec::with_capacity(steps);
+    for step in 0..warmup + steps {
+        let started = Instant::now();
+        trainer.step(x.clone(), &labels, 0, step, |_| {})?;
+        if step >= warmup {
+            rates.push(batch as f64 / started.elapsed().as_secs_f64().max(1e-12));
+        }
+    }
+    Ok(rates)
+}
+
+/// The median training-step rate (images/s) of the run `s` on this machine, from 2 steps after
+/// one warm-up step: what `sph reproduce` plans with.
+pub fn step_rate(s: &Settings, classes: usize) -> Result<f64> {
+    let model = models::build(&s.model, &model_config(s, classes)?)?;
+    let mut rates = step_rates(model, s, classes, 1, 2)?;
+    Ok(median_min_max(&mut rates).0)
 }
 
 /// One kernel measurement.

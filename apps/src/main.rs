@@ -13,6 +13,7 @@ mod overlap;
 mod plot;
 mod recipe;
 mod report;
+mod reproduce;
 mod run_state;
 mod train;
 mod trainer;
@@ -50,6 +51,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// The paper's figures, trained on a small budget and drawn as PNG.
     Figure(FigureArgs),
+    /// A table or figure of the paper as planned runs at a stated budget (smoke, cpu, paper).
+    Reproduce(reproduce::ReproduceArgs),
     /// Feed a file reader mutated inputs (scripts/fuzz.sh runs every target).
     #[command(hide = true)]
     Fuzz(fuzz::FuzzArgs),
@@ -168,6 +171,7 @@ fn main() -> ExitCode {
         Command::Models => eval::run_models(),
         Command::Report(args) => report::run_report(args),
         Command::Bench(args) => bench::run_bench(args),
+        Command::Reproduce(args) => reproduce::run_reproduce(args),
         Command::Fuzz(args) => fuzz::run_fuzz(args),
         Command::Analyze(a) => match a.command {
             AnalyzeCommand::Overlap(args) => analyze::run_overlap(args),

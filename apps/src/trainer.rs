@@ -197,6 +197,15 @@ pub struct Evaluation {
 
 /// Evaluates `model` in evaluation mode over the whole loader.
 pub fn evaluate(model: &mut Model, loader: &Loader) -> Result<Evaluation> {
+    // Evaluation batches have other shapes than training steps: start from an empty pool,
+    // and leave one for the training that follows.
+    engine::release_buffers();
+    let evaluation = evaluate_batches(model, loader);
+    engine::release_buffers();
+    evaluation
+}
+
+fn evaluate_batches(model: &mut Model, loader: &Loader) -> Result<Evaluation> {
     let classes = model.classes();
     let mut confusion = vec![vec![0usize; classes]; classes];
     let mut tally = Tally::default();

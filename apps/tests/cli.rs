@@ -262,3 +262,44 @@ fn bench_prints_the_training_step_rate_as_json() {
     assert!(v["threads"].as_u64().unwrap() >= 1);
     assert_one_line_error(&sph(&["bench", "--model", "resnet"]), &["unknown model 'resnet'"]);
 }
+
+/// `sph reproduce`: every table plans with --dry-run; table1 at the smoke budget trains its ten
+/// runs and writes the table with the paper's numbers beside ours, then reuses the finished runs.
+#[test]
+fn reproduce_plans_every_table_and_runs_table1_at_the_smoke_budget() {
+    let data = common::data_dir(&[
+        ("mnist", "mnist"),
+        ("fashion-mnist", "fashion-mnist"),
+        ("cifar-10-batches-bin", "cifar10"),
+    ]);
+    let out = scratch("reproduce");
+    // (Plans time a few training steps of each model: the full-size ones only for table1.)
+    let plans = ["table1", "table2", "dispersion", "fig4", "fig5"]
+        .map(|t| (t, "smoke"))
+        .into_iter()
+        .chain([("table1", "paper")]);
+    for (table, budget) in plans {
+        let o = common::sph_in(
+            &data,
+            &["reproduce", table, "--budget", budget, "--dry-run", "--out", out.to_str().unwrap()],
+        );
+        assert!(o.status.success(), "{table} {budget}: {}", text(&o));
+        assert!(text(&o).contains(&format!("{table}, budget {budget}")), "{}", text(&o));
+    }
+    assert!(!out.exists(), "a dry run writes nothing");
+    let run = || common::sph_in(&data, &["reproduce", "table1", "--budget", "smoke", "--out", out.to_str().unwrap()]);
+    let o = run();
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = out.join("table1").join("smoke");
+    let md = std::fs::read_to_string(dir.join("table1.md")).unwrap();
+    assert!(md.contains("| SimpleFNN | mnist |") && md.contains("98.58 ± 0.03"), "{md}");
+    assert_eq!(
+        md.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| network") && !l.starts_with("| ---")).count(),
+        5
+    );
+    let csv = std::fs::read_to_string(dir.join("table1.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 10, "a header and one line per run: {csv}");
+    let again = run();
+    assert!(again.status.success() && text(&again).contains("loading the finished run"), "{}", text(&again));
+    let _ = std::fs::remove_dir_all(&out);
+}

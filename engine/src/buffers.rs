@@ -5,8 +5,9 @@
 //! every step then page-faults and zero-fills hundreds of megabytes, which cost VGG-11-BN more
 //! than a tenth of its step. Buffers of at least [`MIN_LEN`] floats are therefore kept here
 //! by exact length when a tensor (or a kernel's scratch) is dropped, and handed out again,
-//! zeroed, to the next request of that length. The pool holds at most [`MAX_POOLED`] floats;
-//! what does not fit is freed as usual.
+//! zeroed, to the next request of that length. A request the pool cannot serve frees as much
+//! pooled memory as it allocates, so the pool does not raise the peak memory of a run that
+//! changes shapes (training, then evaluation batches); it holds at most [`MAX_POOLED`] floats.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -34,22 +35,53 @@ pub(crate) fn filled(len: usize, value: f32) -> Vec<f32> {
     if len >= MIN_LEN {
         let reused = POOL.lock().ok().and_then(|mut guard| {
             let pool = guard.as_mut()?;
-            let buf = pool.free.get_mut(&len)?.pop()?;
-            pool.pooled -= len;
-            Some(buf)
+            if let Some(buf) = pool.free.get_mut(&len).and_then(Vec::pop) {
+                pool.pooled -= len;
+                return Some(buf);
+            }
+            // A miss (evaluation batches, another model): free at least as much pooled memory
+            // as is about to be allocated, so that the pool never adds to the peak.
+            pool.evict(len);
+            None
         });
         if let Some(mut buf) = reused {
             buf.fill(value);
             return buf;
         }
+        // Marked as the pool's own by its spare capacity (see `recycle`).
+        let mut buf = Vec::with_capacity(len + MARK);
+        buf.resize(len, value);
+        return buf;
     }
     vec![value; len]
+}
+
+/// Spare capacity that marks a buffer the pool handed out: only those come back to it.
+/// Buffers made elsewhere (clones, collected results) are freed as usual, so that a step
+/// that makes more of them than it asks the pool for cannot fill the pool with them.
+const MARK: usize = 16;
+
+impl Pool {
+    /// Frees pooled buffers until at least `floats` are freed or the pool is empty.
+    fn evict(&mut self, floats: usize) {
+        let mut freed = 0;
+        self.free.retain(|_, bufs| {
+            while freed < floats {
+                match bufs.pop() {
+                    Some(buf) => freed += buf.len(),
+                    None => break,
+                }
+            }
+            !bufs.is_empty()
+        });
+        self.pooled -= freed.min(self.pooled);
+    }
 }
 
 /// Gives `buf` back for reuse (or frees it when it is small or the pool is full).
 pub(crate) fn recycle(buf: Vec<f32>) {
     let len = buf.len();
-    if len < MIN_LEN || buf.capacity() != len {
+    if len < MIN_LEN || buf.capacity() != len + MARK {
         return;
     }
     if let Ok(mut guard) = POOL.lock() {
@@ -58,6 +90,15 @@ pub(crate) fn recycle(buf: Vec<f32>) {
             pool.pooled += len;
             pool.free.entry(len).or_default().push(buf);
         }
+    }
+}
+
+/// Frees every pooled buffer: call it where the shapes a program allocates change (from
+/// training steps to evaluation batches and back), so that one phase's spare buffers do not
+/// sit beside the next phase's live ones.
+pub fn release_all() {
+    if let Ok(mut guard) = POOL.lock() {
+        *guard = None;
     }
 }
 
@@ -94,8 +135,12 @@ impl Drop for Scratch {
 mod tests {
     use super::*;
 
+    /// The pool is one per process: these tests take turns.
+    static TURN: Mutex<()> = Mutex::new(());
+
     #[test]
     fn recycled_buffers_come_back_zeroed_and_small_ones_are_not_kept() {
+        let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
         let len = MIN_LEN + 12_345; // a length no other test uses
         let mut buf = zeroed(len);
         buf.fill(7.0);
@@ -108,7 +153,20 @@ mod tests {
         assert_ne!(other.as_ptr(), ptr, "one buffer is not handed out twice");
         assert!(other.iter().all(|&v| v == 2.5));
         recycle(vec![1.0; 10]);
+        recycle(vec![1.0; len + 1]);
         let guard = POOL.lock().unwrap();
         assert!(guard.as_ref().is_none_or(|p| !p.free.contains_key(&10)), "small buffers are freed");
+        assert!(guard.as_ref().is_none_or(|p| !p.free.contains_key(&(len + 1))), "and so are buffers made elsewhere");
+    }
+
+    #[test]
+    fn a_miss_frees_as_much_pooled_memory_as_it_allocates() {
+        let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        let (kept, asked) = (MIN_LEN + 54_321, MIN_LEN + 54_322); // lengths no other test uses
+        recycle(zeroed(kept));
+        let pooled_kept = |len: usize| POOL.lock().unwrap().as_ref().is_some_and(|p| p.free.contains_key(&len));
+        assert!(pooled_kept(kept));
+        let _fresh = zeroed(asked);
+        assert!(!pooled_kept(kept), "the pooled buffer made room for the new one");
     }
 }

@@ -12,6 +12,7 @@
 pub mod autograd;
 mod backward;
 mod buffers;
+pub use buffers::release_all as release_buffers;
 pub mod check;
 pub mod error;
 pub mod kernels;

@@ -1,0 +1,603 @@
+//! `sph reproduce TABLE --budget smoke|cpu|paper`: the paper's tables and figures as planned
+//! sets of runs at a budget stated up front. It prints the plan with an estimated time per run
+//! (from a few timed training steps of each model on this machine), skips finished runs,
+//! resumes interrupted ones, shows progress with an ETA, and writes `TABLE.md` and `TABLE.csv`
+//! beside the runs: ours, the paper's numbers, and PyTorch's where `pytorch.csv` (written by
+//! `scripts/reproduce-pytorch.py` for the same plan) is present.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use datasets::{DatasetName, Split};
+
+use crate::analyze::{self, OverlapArgs};
+use crate::bench;
+use crate::figures;
+use crate::files;
+use crate::recipe::{self, Settings};
+use crate::report::mean_std;
+use crate::train::set_threads;
+
+/// Flags of `sph reproduce`.
+#[derive(Args, Debug)]
+pub struct ReproduceArgs {
+    /// table1 (retention), table2 (VGG width and depth), dispersion, fig4 (gradient flow) or fig5 (3-D representations).
+    pub table: String,
+    /// smoke (minutes, for CI), cpu (about 3 hours per table on a 2-core machine) or paper (the paper's recipes).
+    #[arg(long, default_value = "smoke")]
+    pub budget: String,
+    /// Seeds per configuration (default: 1 for smoke and cpu, 3 for paper).
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// Folder for the runs and the tables (runs are reused: finished ones are loaded, interrupted ones resumed).
+    #[arg(long, default_value = "runs/reproduce")]
+    pub out: PathBuf,
+    /// Print the plan with estimated times and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Data directory (default: $SPH_DATA or data/).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Worker threads.
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// The tables `sph reproduce` knows.
+pub const TABLES: [&str; 5] = ["table1", "table2", "dispersion", "fig4", "fig5"];
+
+/// How much of a paper recipe a budget keeps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Budget {
+    /// A minute or two in all: one epoch on stratified subsets, VGGs at an eighth of their width.
+    Smoke,
+    /// About three hours per table here: cheap networks at the paper's recipe, VGGs on 10,000
+    /// stratified images for 15 epochs with the schedule compressed to them.
+    Cpu,
+    /// The paper's recipes.
+    Paper,
+}
+
+impl Budget {
+    fn parse(s: &str) -> Result<Budget> {
+        Ok(match s {
+            "smoke" => Budget::Smoke,
+            "cpu" => Budget::Cpu,
+            "paper" => Budget::Paper,
+            other => bail!("--budget: expected smoke, cpu or paper, found '{other}'"),
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Budget::Smoke => "smoke",
+            Budget::Cpu => "cpu",
+            Budget::Paper => "paper",
+        }
+    }
+
+    /// Applies the budget to a paper recipe `s` of a `family` ("fnn", "lenet", "vgg", "cnn9").
+    fn apply(self, s: &mut Settings, family: &str) {
+        let (epochs, train, test, width) = match (self, family) {
+            (Budget::Paper, _) => return,
+            (Budget::Smoke, "vgg") => (1, Some(2000), Some(1000), Some(0.125)),
+            (Budget::Smoke, "cnn9") => (1, Some(2000), Some(1000), None),
+            (Budget::Smoke, _) => (1, Some(10_000), Some(2000), None),
+            // FNN and LeNet are cheap enough for the paper's recipe on all of MNIST.
+            (Budget::Cpu, "fnn" | "lenet") => return,
+            (Budget::Cpu, "cnn9") => (12, Some(10_000), None, None),
+            (Budget::Cpu, _) => (15, Some(10_000), None, None),
+        };
+        s.schedule = compress_schedule(&s.schedule, s.epochs, epochs);
+        s.epochs = epochs;
+        s.train_limit = train;
+        s.test_limit = test;
+        if let Some(w) = width {
+            s.width_multiplier = w;
+        }
+    }
+}
+
+/// A schedule of a `total`-epoch recipe moved to `epochs` epochs at the same fractions.
+fn compress_schedule(schedule: &str, total: usize, epochs: usize) -> String {
+    let parts: Vec<&str> = schedule.split(':').collect();
+    match parts.as_slice() {
+        ["step", k, gamma] => {
+            let every = k.parse::<usize>().unwrap_or(total);
+            let milestones: Vec<usize> = (1..).map(|i| i * every).take_while(|&m| m <= total).collect();
+            recipe::scaled_milestones(&milestones, total, epochs, gamma.parse().unwrap_or(1.0))
+        }
+        ["multistep", list, gamma] => {
+            let milestones: Vec<usize> = list.split(',').filter_map(|m| m.trim().parse().ok()).collect();
+            recipe::scaled_milestones(&milestones, total, epochs, gamma.parse().unwrap_or(1.0))
+        }
+        _ => schedule.to_string(),
+    }
+}
+
+/// The paper's test accuracy (%), plain and spherized, as (mean, std).
+type PaperPair = [(f64, f64); 2];
+
+/// One row of a table: a network on a data set, plain and spherized.
+struct Row {
+    /// Label in the table, e.g. "VGG-11 16/32/64/128".
+    label: String,
+    family: &'static str,
+    plain: &'static str,
+    spherized: &'static str,
+    /// The data set the paper used, and the one that runs here (a stand-in when it is missing).
+    paper_dataset: &'static str,
+    dataset: &'static str,
+    width: Option<Vec<usize>>,
+    /// The paper's test accuracy (%), plain and spherized (mean, std).
+    paper: Option<PaperPair>,
+}
+
+/// One training run of the plan.
+struct Run {
+    row: usize,
+    spherized: bool,
+    settings: Settings,
+    dir: PathBuf,
+}
+
+fn row(
+    label: &str,
+    family: &'static str,
+    models: [&'static str; 2],
+    dataset: &'static str,
+    paper: [(f64, f64); 2],
+) -> Row {
+    Row {
+        label: label.into(),
+        family,
+        plain: models[0],
+        spherized: models[1],
+        paper_dataset: dataset,
+        dataset,
+        width: None,
+        paper: Some(paper),
+    }
+}
+
+/// The rows of table 1 and 2 (test accuracies from the paper's tables).
+fn rows(table: &str) -> Vec<Row> {
+    match table {
+        "table1" => vec![
+            row("SimpleFNN", "fnn", ["simple_fnn", "sph_fnn"], "mnist", [(98.58, 0.03), (98.65, 0.04)]),
+            row("LeNet-5", "lenet", ["lenet", "sph_lenet"], "mnist", [(99.10, 0.05), (99.14, 0.04)]),
+            row("VGG-11", "vgg", ["vgg11_bn_one", "sph_vgg11_bn_one"], "fashion-mnist", [(94.36, 0.06), (94.34, 0.17)]),
+            row("VGG-11", "vgg", ["vgg11_bn", "sph_vgg11_bn"], "cifar10", [(92.38, 0.06), (92.49, 0.11)]),
+            row("VGG-11", "vgg", ["vgg11_bn", "sph_vgg11_bn"], "cifar100", [(68.42, 0.12), (69.03, 0.24)]),
+        ],
+        "table2" => {
+            let widths: [(&str, [usize; 4], PaperPair); 5] = [
+                ("16/32/64/128", [16, 32, 64, 128], [(60.17, 0.21), (60.40, 0.35)]),
+                ("32/64/128/256", [32, 64, 128, 256], [(64.89, 0.38), (65.38, 0.28)]),
+                ("64/128/256/512", [64, 128, 256, 512], [(68.42, 0.12), (69.03, 0.24)]),
+                ("128/256/512/1024", [128, 256, 512, 1024], [(70.53, 0.35), (70.89, 0.19)]),
+                ("256/512/1024/1024", [256, 512, 1024, 1024], [(71.43, 0.22), (71.94, 0.19)]),
+            ];
+            let mut rows: Vec<Row> = widths
+                .iter()
+                .map(|(label, w, paper)| Row {
+                    width: Some(w.to_vec()),
+                    ..row(&format!("VGG-11 {label}"), "vgg", ["vgg11_bn", "sph_vgg11_bn"], "cifar100", *paper)
+                })
+                .collect();
+            rows.push(row(
+                "VGG-16 64/128/256/512",
+                "vgg",
+                ["vgg16_bn", "sph_vgg16_bn"],
+                "cifar100",
+                [(72.51, 0.26), (72.53, 0.17)],
+            ));
+            rows.push(row(
+                "VGG-19 64/128/256/512",
+                "vgg",
+                ["vgg19_bn", "sph_vgg19_bn"],
+                "cifar100",
+                [(71.53, 0.32), (72.17, 0.30)],
+            ));
+            rows
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Number of classes of a data set name.
+fn classes(dataset: &str) -> usize {
+    match dataset {
+        "cifar100" => 100,
+        "cifar100-coarse" => 20,
+        _ => 10,
+    }
+}
+
+/// Data sets this machine lacks run on CIFAR-10 instead; says so once per data set.
+fn stand_in(rows: &mut [Row], data_dir: &Path) {
+    let mut told = std::collections::BTreeSet::new();
+    for r in rows.iter_mut() {
+        let Ok(name) = r.dataset.parse::<DatasetName>() else { continue };
+        if let Err(e) = datasets::load(name, data_dir, Split::Test) {
+            if told.insert(r.dataset) {
+                eprintln!("{}: {e}\n  its rows run the same protocol on CIFAR-10 and are labelled so", r.dataset);
+            }
+            r.dataset = "cifar10";
+        }
+    }
+}
+
+/// The runs of a table at a budget.
+fn plan(rows: &[Row], budget: Budget, seeds: usize, out: &Path) -> Vec<Run> {
+    let mut runs = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        for (spherized, model) in [(false, r.plain), (true, r.spherized)] {
+            for seed in 0..seeds as u64 {
+                let mut s = recipe::paper(model, r.paper_dataset);
+                s.dataset = r.dataset.to_string();
+                s.width = r.width.clone();
+                s.seed = seed;
+                budget.apply(&mut s, r.family);
+                let width = r.width.as_ref().map_or(String::new(), |w| {
+                    format!("-w{}", w.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("_"))
+                });
+                let data = if r.dataset == r.paper_dataset {
+                    r.dataset.to_string()
+                } else {
+                    format!("{}-on-{}", r.paper_dataset, r.dataset)
+                };
+                let dir = out.join(format!("{data}-{model}{width}-s{seed}"));
+                runs.push(Run { row: i, spherized, settings: s, dir });
+            }
+        }
+    }
+    runs
+}
+
+/// Seconds one run should take: its training images at the model's measured step rate, plus
+/// the evaluations (a forward pass costs about a third of a training step).
+fn estimate(s: &Settings, rate: f64) -> f64 {
+    let full = |d: &str, split: Split| match (d, split) {
+        ("mnist" | "fashion-mnist", Split::Train) => 60_000,
+        (_, Split::Train) => 50_000,
+        (_, Split::Test) => 10_000,
+    };
+    let train = s.train_limit.unwrap_or(full(&s.dataset, Split::Train)).min(full(&s.dataset, Split::Train));
+    let test = s.test_limit.unwrap_or(full(&s.dataset, Split::Test)).min(full(&s.dataset, Split::Test));
+    s.epochs as f64 * (train as f64 + test as f64 / 3.0) / rate.max(1e-9)
+}
+
+fn hms(seconds: f64) -> String {
+    if seconds < 60.0 {
+        return format!("{:.0}s", seconds.max(0.0).ceil());
+    }
+    let s = seconds.round() as u64;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// `sph reproduce`.
+pub fn run_reproduce(args: ReproduceArgs) -> Result<()> {
+    set_threads(args.threads)?;
+    let budget = Budget::parse(&args.budget)?;
+    if !TABLES.contains(&args.table.as_str()) {
+        bail!("unknown table '{}' (valid: {})", args.table, TABLES.join(", "));
+    }
+    let seeds = args.seeds.unwrap_or(if budget == Budget::Paper { 3 } else { 1 });
+    if seeds == 0 {
+        bail!("--seeds: expected at least 1, found 0");
+    }
+    let data_dir = args.data.clone().unwrap_or_else(datasets::default_data_dir);
+    let out = args.out.join(&args.table).join(budget.name());
+    match args.table.as_str() {
+        "table1" | "table2" => retention(&args.table, budget, seeds, &data_dir, &out, args.dry_run),
+        "dispersion" => dispersion(budget, seeds, &data_dir, &out, args.dry_run),
+        _ => figure(&args.table, budget, &data_dir, &out, args.dry_run),
+    }
+}
+
+/// Tables 1 and 2: plain and spherized networks side by side.
+fn retention(table: &str, budget: Budget, seeds: usize, data_dir: &Path, out: &Path, dry_run: bool) -> Result<()> {
+    let mut rows = rows(table);
+    stand_in(&mut rows, data_dir);
+    let runs = plan(&rows, budget, seeds, out);
+    // Step rates, measured once per (model, width) with a few steps at the run's batch size.
+    let mut rates: BTreeMap<String, f64> = BTreeMap::new();
+    println!("{table}, budget {}: {} runs into {}", budget.name(), runs.len(), out.display());
+    let mut total = 0.0;
+    for run in &runs {
+        let s = &run.settings;
+        let key = format!("{} {:?} {}", s.model, s.width, s.width_multiplier);
+        if !rates.contains_key(&key) {
+            rates.insert(key.clone(), bench::step_rate(s, classes(&s.dataset))?);
+        }
+        let secs = estimate(s, rates[&key]);
+        total += secs;
+        let done = finished(&run.dir, s.epochs);
+        let r = &rows[run.row];
+        let data = if r.dataset == r.paper_dataset {
+            s.dataset.clone()
+        } else {
+            format!("{} for {}", s.dataset, r.paper_dataset)
+        };
+        println!(
+            "  {:<44} {:<20} {:>3} epochs x {:>6} images, lr {} {:<22} ~{}{}",
+            format!("{} ({})", s.model, r.label),
+            data,
+            s.epochs,
+            s.train_limit.map_or("all".to_string(), |n| n.to_string()),
+            s.lr,
+            s.schedule,
+            hms(secs),
+            if done { " (finished)" } else { "" }
+        );
+    }
+    println!("estimated total: {} at the measured step rates", hms(total));
+    if dry_run {
+        return Ok(());
+    }
+    std::fs::create_dir_all(out)?;
+    let started = Instant::now();
+    let (mut left, mut results) = (total, Vec::new());
+    for (i, run) in runs.iter().enumerate() {
+        let s = &run.settings;
+        let key = format!("{} {:?} {}", s.model, s.width, s.width_multiplier);
+        let guess = estimate(s, rates[&key]);
+        println!(
+            "[{}/{}] {} seed {} on {} (elapsed {}, about {} left)",
+            i + 1,
+            runs.len(),
+            s.model,
+            s.seed,
+            s.dataset,
+            hms(started.elapsed().as_secs_f64()),
+            hms(left)
+        );
+        let (_, history) = analyze::train_or_load(s, data_dir, &run.dir)?;
+        left -= guess;
+        let last = history.last().ok_or_else(|| anyhow::anyhow!("{}: no finished epoch", run.dir.display()))?;
+        let seconds: f64 = history.iter().map(|m| m.seconds).sum();
+        results.push((run, 100.0 * last.train_acc, 100.0 * last.test_acc, seconds));
+    }
+    let pytorch = read_pytorch(&out.join("pytorch.csv"));
+    let (md, csv) = render(table, budget, &rows, &results, &pytorch);
+    files::write_atomic(&out.join(format!("{table}.md")), &md)?;
+    files::write_atomic(&out.join(format!("{table}.csv")), &csv)?;
+    println!("\n{md}\nwrote {0}/{table}.md and {0}/{table}.csv", out.display());
+    Ok(())
+}
+
+/// Whether `dir` holds a run that finished its `epochs`.
+fn finished(dir: &Path, epochs: usize) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join("metrics.jsonl")) else { return false };
+    text.lines().filter(|l| !l.trim().is_empty()).count() >= epochs
+}
+
+/// PyTorch's results of the same plan: `model,dataset,width,seed,train_acc,test_acc` (%), keyed
+/// by (model, dataset, width).
+fn read_pytorch(path: &Path) -> BTreeMap<(String, String, String), Vec<f64>> {
+    let mut by_key: BTreeMap<(String, String, String), Vec<f64>> = BTreeMap::new();
+    let Ok(text) = std::fs::read_to_string(path) else { return by_key };
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if let (Some(m), Some(d), Some(w), Some(Ok(test))) =
+            (f.first(), f.get(1), f.get(2), f.get(5).map(|t| t.parse::<f64>()))
+        {
+            by_key.entry((m.to_string(), d.to_string(), w.to_string())).or_default().push(test);
+        }
+    }
+    by_key
+}
+
+type Result4<'a> = (&'a Run, f64, f64, f64);
+
+/// TABLE.md (one line per row: paper, ours, PyTorch; plain and spherized) and TABLE.csv (one
+/// line per run).
+fn render(
+    table: &str,
+    budget: Budget,
+    rows: &[Row],
+    results: &[Result4],
+    pytorch: &BTreeMap<(String, String, String), Vec<f64>>,
+) -> (String, String) {
+    let pm = |v: &[f64]| match v {
+        [] => "-".to_string(),
+        [one] => format!("{one:.2}"),
+        _ => {
+            let (m, s) = mean_std(v);
+            format!("{m:.2} ± {s:.2}")
+        }
+    };
+    let width_key = |w: &Option<Vec<usize>>| w.as_ref().map_or(String::new(), |w| format!("{w:?}").replace(", ", "/"));
+    let mut md = format!(
+        "{table} at budget `{}` (test accuracy %, mean ± std over seeds; train accuracy of the last epoch in brackets)\n\n\
+         | network | data set | budget used | paper plain | paper spherized | ours plain | ours spherized | gap (sph - plain) | PyTorch plain | PyTorch spherized | compute |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        budget.name()
+    );
+    let mut csv = String::from(
+        "row,network,model,dataset,paper_dataset,spherized,seed,epochs,train_images,train_acc,test_acc,seconds\n",
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let mine: Vec<&Result4> = results.iter().filter(|x| x.0.row == i).collect();
+        let pick = |sph: bool, f: fn(&Result4) -> f64| -> Vec<f64> {
+            mine.iter().filter(|x| x.0.spherized == sph).map(|x| f(x)).collect()
+        };
+        let (plain, sph) = (pick(false, |x| x.2), pick(true, |x| x.2));
+        let (plain_train, sph_train) = (pick(false, |x| x.1), pick(true, |x| x.1));
+        let gap = if plain.is_empty() || sph.is_empty() {
+            "-".into()
+        } else {
+            format!("{:+.2}", mean_std(&sph).0 - mean_std(&plain).0)
+        };
+        let seconds: f64 = mine.iter().map(|x| x.3).sum();
+        let data = if r.dataset == r.paper_dataset {
+            r.dataset.to_string()
+        } else {
+            format!("{} (stand-in for {})", r.dataset, r.paper_dataset)
+        };
+        let used = mine.first().map_or("-".to_string(), |x| {
+            let s = &x.0.settings;
+            format!(
+                "{} ep x {} img{}",
+                s.epochs,
+                s.train_limit.map_or("all".into(), |n| n.to_string()),
+                if s.width_multiplier != 1.0 { format!(", width x{}", s.width_multiplier) } else { String::new() }
+            )
+        });
+        let paper = |k: usize| r.paper.map_or("-".to_string(), |p| format!("{:.2} ± {:.2}", p[k].0, p[k].1));
+        let torch = |model: &str| {
+            pytorch
+                .get(&(model.to_string(), r.dataset.to_string(), width_key(&r.width)))
+                .map_or("-".to_string(), |v| pm(v))
+        };
+        md += &format!(
+            "| {} | {data} | {used} | {} | {} | {} ({}) | {} ({}) | {gap} | {} | {} | {} |\n",
+            r.label,
+            paper(0),
+            paper(1),
+            pm(&plain),
+            pm(&plain_train),
+            pm(&sph),
+            pm(&sph_train),
+            torch(r.plain),
+            torch(r.spherized),
+            hms(seconds)
+        );
+        for x in &mine {
+            let s = &x.0.settings;
+            csv += &format!(
+                "{i},{},{},{},{},{},{},{},{},{:.4},{:.4},{:.1}\n",
+                r.label,
+                s.model,
+                s.dataset,
+                r.paper_dataset,
+                x.0.spherized,
+                s.seed,
+                s.epochs,
+                s.train_limit.map_or("all".into(), |n| n.to_string()),
+                x.1,
+                x.2,
+                x.3
+            );
+        }
+    }
+    (md, csv)
+}
+
+/// The dispersion table: `sph analyze overlap` with the budget's epochs and subsets.
+fn dispersion(budget: Budget, seeds: usize, data_dir: &Path, out: &Path, dry_run: bool) -> Result<()> {
+    let mut s = recipe::paper("cnn9", "cifar10");
+    budget.apply(&mut s, "cnn9");
+    let width_multiplier = if budget == Budget::Paper { 1.0 } else { 0.25 };
+    let operators: Vec<String> =
+        ["base", "sigmoid", "linear", "cosine", "w_sigmoid", "w_linear", "w_cosine", "spherization"]
+            .map(String::from)
+            .to_vec();
+    let mut probe = s.clone();
+    probe.width_multiplier = width_multiplier;
+    let rate = bench::step_rate(&probe, 10)?;
+    let each = estimate(&probe, rate);
+    println!(
+        "dispersion, budget {}: {} operators x {seeds} seeds of CNN-9 x{width_multiplier}, {} epochs x {} images, schedule {}, ~{} each, ~{} in all",
+        budget.name(),
+        operators.len(),
+        s.epochs,
+        s.train_limit.map_or("all".into(), |n| n.to_string()),
+        s.schedule,
+        hms(each),
+        hms(each * (operators.len() * seeds) as f64)
+    );
+    if dry_run {
+        return Ok(());
+    }
+    analyze::run_overlap(OverlapArgs {
+        operators,
+        epochs: s.epochs,
+        width_multiplier,
+        train_limit: s.train_limit,
+        test_limit: s.test_limit,
+        seeds: (0..seeds as u64).collect(),
+        tau: 1e-3,
+        out: out.to_path_buf(),
+        data: Some(data_dir.to_path_buf()),
+    })?;
+    std::fs::copy(out.join("overlap.txt"), out.join("dispersion.md"))?;
+    std::fs::copy(out.join("overlap.csv"), out.join("dispersion.csv"))?;
+    println!("wrote {0}/dispersion.md and {0}/dispersion.csv", out.display());
+    Ok(())
+}
+
+/// Figures 4 and 5 through their `sph figure` commands, with the budget's epochs and subsets.
+fn figure(table: &str, budget: Budget, data_dir: &Path, out: &Path, dry_run: bool) -> Result<()> {
+    let (epochs, train_limit) = match budget {
+        Budget::Smoke => (1, Some(1000)),
+        Budget::Cpu => (if table == "fig4" { 15 } else { 20 }, if table == "fig4" { Some(10_000) } else { None }),
+        Budget::Paper => (if table == "fig4" { 300 } else { 20 }, None),
+    };
+    let what = if table == "fig4" {
+        "gradient flow of a trained VGG-11-BN pair (sph figure gradflow)"
+    } else {
+        "2-D/3-D MNIST representations (sph figure sphere)"
+    };
+    println!(
+        "{table}, budget {}: {what}, {epochs} epochs on {} training images, into {}",
+        budget.name(),
+        train_limit.map_or("all".into(), |n: usize| n.to_string()),
+        out.display()
+    );
+    if dry_run {
+        return Ok(());
+    }
+    if table == "fig4" {
+        figures::run_gradflow(figures::GradflowArgs {
+            steps: None,
+            epochs: Some(epochs),
+            train_limit,
+            width_multiplier: if budget == Budget::Smoke { 0.125 } else { 1.0 },
+            batch_size: 128,
+            seed: 0,
+            out: out.to_path_buf(),
+            data: Some(data_dir.to_path_buf()),
+            force: true,
+        })
+    } else {
+        figures::run_sphere(figures::SphereArgs {
+            epochs,
+            train_limit,
+            test_limit: if budget == Budget::Smoke { Some(1000) } else { None },
+            seed: 0,
+            out: out.to_path_buf(),
+            data: Some(data_dir.to_path_buf()),
+            force: true,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_compress_to_short_budgets() {
+        assert_eq!(compress_schedule("step:30:0.5", 300, 15), "multistep:2,3,5,6,8,9,11,12,14,15:0.5");
+        assert_eq!(compress_schedule("multistep:60,120,160:0.2", 200, 15), "multistep:5,9,12:0.2");
+        assert_eq!(compress_schedule("constant", 100, 1), "constant");
+        assert_eq!(compress_schedule("multistep:80,130:0.1", 160, 1), "constant");
+    }
+
+    #[test]
+    fn every_table_has_a_plan_with_plain_and_spherized_runs() {
+        for table in ["table1", "table2"] {
+            let rows = rows(table);
+            let runs = plan(&rows, Budget::Smoke, 2, Path::new("x"));
+            assert_eq!(runs.len(), rows.len() * 2 * 2);
+            assert!(runs.iter().all(|r| r.settings.epochs == 1 && r.settings.train_limit.is_some()));
+            let dirs: std::collections::BTreeSet<_> = runs.iter().map(|r| r.dir.clone()).collect();
+            assert_eq!(dirs.len(), runs.len(), "every run has its own folder");
+        }
+    }
+}
