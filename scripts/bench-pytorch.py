@@ -11,95 +11,25 @@ as `sph bench --json`.
 
 import argparse
 import json
-import math
 import statistics
 import time
 
 import torch
 from torch import nn
 
-
-class Spherization(nn.Module):
-    """n pre-activations -> n+1 coordinates on a sphere of radius r, using only angles:
-    phi_i = (pi/2 - phi_L) sigmoid(alpha z_i) + phi_L; s_k = r sin(phi_1)..sin(phi_{k-1}) cos(phi_k),
-    s_{n+1} = r sin(phi_1)..sin(phi_n). The running product is a cumulative product (O(n))."""
-
-    def __init__(self, n, scaling=5.0, radius=5.0, delta=1e-6):
-        super().__init__()
-        self.phi_lower = min(math.asin(delta ** (1.0 / n)), (math.pi / 2) * (1 - 0.01))
-        self.scaling = nn.Parameter(torch.tensor(scaling))
-        self.register_buffer("radius", torch.tensor(radius))
-
-    def forward(self, z):
-        phi = (math.pi / 2 - self.phi_lower) * torch.sigmoid(self.scaling * z) + self.phi_lower
-        ones = torch.ones(z.shape[0], 1, dtype=z.dtype)
-        prefix = self.radius * torch.cumprod(torch.cat([ones, torch.sin(phi)], dim=1), dim=1)
-        return torch.cat([prefix[:, :-1] * torch.cos(phi), prefix[:, -1:]], dim=1)
-
-
-def head(n, classes, spherized):
-    """The last layer: Linear, or spherization followed by a bias-free Linear(n+1 -> classes)."""
-    if spherized:
-        return nn.Sequential(Spherization(n), nn.Linear(n + 1, classes, bias=False))
-    return nn.Sequential(nn.ReLU(), nn.Linear(n, classes))
-
-
-def simple_fnn(spherized, classes=10):
-    return nn.Sequential(
-        nn.Flatten(), nn.Linear(784, 500), nn.ReLU(), nn.Linear(500, 300), head(300, classes, spherized)
-    )
-
-
-def lenet(spherized, classes=10):
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), head(84, classes, spherized),
-    )
-
-
-def conv_bn_relu(c_in, c_out):
-    return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
-
-
-def vgg11_bn(spherized, widths=(64, 128, 256, 512), classes=10):
-    layers, c_in = [], 3
-    for stage, convs in enumerate([1, 1, 2, 2, 2]):
-        for _ in range(convs):
-            layers += conv_bn_relu(c_in, widths[min(stage, 3)])
-            c_in = widths[min(stage, 3)]
-        layers.append(nn.MaxPool2d(2))
-    classifier = [nn.Linear(c_in, 4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, 4096)]
-    if spherized:
-        classifier.append(head(4096, classes, True))
-    else:
-        classifier += [nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, classes)]
-    return nn.Sequential(*layers, nn.Flatten(), *classifier)
-
-
-def cnn9(spherized, multiplier=1.0, classes=10):
-    scaled = lambda w: max(1, round(w * multiplier))
-    layers, c_in = [], 3
-    for width in [scaled(w) for w in (128, 192, 256)]:
-        for _ in range(3):
-            layers += conv_bn_relu(c_in, width)
-            c_in = width
-        layers.append(nn.MaxPool2d(2))
-    hidden = scaled(256)
-    last = head(hidden, classes, True) if spherized else nn.Linear(hidden, classes)
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * 16, hidden), last)
+from paper_nets import build
 
 
 # (builder, input shape, optimizer) as in `sph bench`, which uses the paper's recipes.
 MODELS = {
-    "simple_fnn": (lambda a: simple_fnn(False), (1, 28, 28), ("adam", 1e-3, 5e-5)),
-    "sph_fnn": (lambda a: simple_fnn(True), (1, 28, 28), ("adam", 1e-3, 5e-5)),
-    "lenet": (lambda a: lenet(False), (1, 28, 28), ("adam", 1e-3, 0.0)),
-    "sph_lenet": (lambda a: lenet(True), (1, 28, 28), ("adam", 1e-3, 0.0)),
-    "vgg11_bn": (lambda a: vgg11_bn(False), (3, 32, 32), ("sgd", 0.05, 5e-4)),
-    "sph_vgg11_bn": (lambda a: vgg11_bn(True), (3, 32, 32), ("sgd", 0.05, 5e-4)),
-    "cnn9": (lambda a: cnn9(False, a.width_multiplier), (3, 32, 32), ("adam", 1e-3, 5e-4)),
-    "sph_cnn9_s": (lambda a: cnn9(True, a.width_multiplier), (3, 32, 32), ("adam", 1e-3, 5e-4)),
+    "simple_fnn": (lambda a: build("simple_fnn"), (1, 28, 28), ("adam", 1e-3, 5e-5)),
+    "sph_fnn": (lambda a: build("sph_fnn"), (1, 28, 28), ("adam", 1e-3, 5e-5)),
+    "lenet": (lambda a: build("lenet"), (1, 28, 28), ("adam", 1e-3, 0.0)),
+    "sph_lenet": (lambda a: build("sph_lenet"), (1, 28, 28), ("adam", 1e-3, 0.0)),
+    "vgg11_bn": (lambda a: build("vgg11_bn"), (3, 32, 32), ("sgd", 0.05, 5e-4)),
+    "sph_vgg11_bn": (lambda a: build("sph_vgg11_bn"), (3, 32, 32), ("sgd", 0.05, 5e-4)),
+    "cnn9": (lambda a: build("cnn9", width_multiplier=a.width_multiplier), (3, 32, 32), ("adam", 1e-3, 5e-4)),
+    "sph_cnn9_s": (lambda a: build("sph_cnn9_s", width_multiplier=a.width_multiplier), (3, 32, 32), ("adam", 1e-3, 5e-4)),
 }
 
 

@@ -340,6 +340,7 @@ fn retention(table: &str, budget: Budget, seeds: usize, data_dir: &Path, out: &P
         return Ok(());
     }
     std::fs::create_dir_all(out)?;
+    write_plan(&runs, &rows, data_dir, out)?;
     let started = Instant::now();
     let (mut left, mut results) = (total, Vec::new());
     for (i, run) in runs.iter().enumerate() {
@@ -359,7 +360,7 @@ fn retention(table: &str, budget: Budget, seeds: usize, data_dir: &Path, out: &P
         let (_, history) = analyze::train_or_load(s, data_dir, &run.dir)?;
         left -= guess;
         let last = history.last().ok_or_else(|| anyhow::anyhow!("{}: no finished epoch", run.dir.display()))?;
-        let seconds: f64 = history.iter().map(|m| m.seconds).sum();
+        let seconds = run_seconds(&run.dir);
         results.push((run, 100.0 * last.train_acc, 100.0 * last.test_acc, seconds));
     }
     let pytorch = read_pytorch(&out.join("pytorch.csv"));
@@ -370,23 +371,73 @@ fn retention(table: &str, budget: Budget, seeds: usize, data_dir: &Path, out: &P
     Ok(())
 }
 
+/// `plan.json`, what `scripts/reproduce-pytorch.py` reads to train the same runs: each run's
+/// settings, its row's width list, and the files listing the images of its subsets
+/// (`subsets/DATASET-SPLIT-N.txt`, one record index per line, the same class-stratified sample
+/// `sph train` draws).
+fn write_plan(runs: &[Run], rows: &[Row], data_dir: &Path, out: &Path) -> Result<()> {
+    let subsets = out.join("subsets");
+    std::fs::create_dir_all(&subsets)?;
+    let mut listed = std::collections::BTreeMap::new();
+    let mut subset_file = |dataset: &str, split: Split, limit: Option<usize>| -> Result<Option<String>> {
+        let Some(n) = limit else { return Ok(None) };
+        let name = format!("{dataset}-{}-{n}.txt", if split == Split::Train { "train" } else { "test" });
+        if !listed.contains_key(&name) {
+            let ds =
+                datasets::load(dataset.parse::<DatasetName>().map_err(|e| anyhow::anyhow!("{e}"))?, data_dir, split)?;
+            let indices = ds.stratified_indices(n, crate::data::SUBSET_SEED);
+            let body: String = indices.iter().map(|i| format!("{i}\n")).collect();
+            files::write_atomic(&subsets.join(&name), &body)?;
+            listed.insert(name.clone(), ());
+        }
+        Ok(Some(format!("subsets/{name}")))
+    };
+    let mut entries = Vec::new();
+    for run in runs {
+        let s = &run.settings;
+        entries.push(serde_json::json!({
+            "row": rows[run.row].label,
+            "paper_dataset": rows[run.row].paper_dataset,
+            "spherized": run.spherized,
+            "settings": s,
+            "train_subset": subset_file(&s.dataset, Split::Train, s.train_limit)?,
+            "test_subset": subset_file(&s.dataset, Split::Test, s.test_limit)?,
+        }));
+    }
+    let plan = serde_json::json!({ "data_dir": data_dir, "runs": entries });
+    files::write_atomic(&out.join("plan.json"), &serde_json::to_string_pretty(&plan)?)
+}
+
+/// Training and evaluation seconds of the run in `dir`, from its metrics.jsonl (checkpoints
+/// hold no timings).
+fn run_seconds(dir: &Path) -> f64 {
+    let Ok(text) = std::fs::read_to_string(dir.join("metrics.jsonl")) else { return 0.0 };
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("seconds").and_then(|s| s.as_f64()))
+        .sum()
+}
+
 /// Whether `dir` holds a run that finished its `epochs`.
 fn finished(dir: &Path, epochs: usize) -> bool {
     let Ok(text) = std::fs::read_to_string(dir.join("metrics.jsonl")) else { return false };
     text.lines().filter(|l| !l.trim().is_empty()).count() >= epochs
 }
 
-/// PyTorch's results of the same plan: `model,dataset,width,seed,train_acc,test_acc` (%), keyed
-/// by (model, dataset, width).
-fn read_pytorch(path: &Path) -> BTreeMap<(String, String, String), Vec<f64>> {
-    let mut by_key: BTreeMap<(String, String, String), Vec<f64>> = BTreeMap::new();
+/// (model, data set, the paper's data set, width list) of a row's runs.
+type RunKey = (String, String, String, String);
+
+/// PyTorch's test accuracies (%) of the same plan, from
+/// `model,dataset,paper_dataset,width,seed,train_acc,test_acc,seconds` lines.
+fn read_pytorch(path: &Path) -> BTreeMap<RunKey, Vec<f64>> {
+    let mut by_key: BTreeMap<RunKey, Vec<f64>> = BTreeMap::new();
     let Ok(text) = std::fs::read_to_string(path) else { return by_key };
     for line in text.lines().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
-        if let (Some(m), Some(d), Some(w), Some(Ok(test))) =
-            (f.first(), f.get(1), f.get(2), f.get(5).map(|t| t.parse::<f64>()))
-        {
-            by_key.entry((m.to_string(), d.to_string(), w.to_string())).or_default().push(test);
+        if let [model, data, paper_data, width, _seed, _train, test, ..] = f[..] {
+            if let Ok(test) = test.parse::<f64>() {
+                by_key.entry((model.into(), data.into(), paper_data.into(), width.into())).or_default().push(test);
+            }
         }
     }
     by_key
@@ -401,7 +452,7 @@ fn render(
     budget: Budget,
     rows: &[Row],
     results: &[Result4],
-    pytorch: &BTreeMap<(String, String, String), Vec<f64>>,
+    pytorch: &BTreeMap<RunKey, Vec<f64>>,
 ) -> (String, String) {
     let pm = |v: &[f64]| match v {
         [] => "-".to_string(),
@@ -451,7 +502,7 @@ fn render(
         let paper = |k: usize| r.paper.map_or("-".to_string(), |p| format!("{:.2} ± {:.2}", p[k].0, p[k].1));
         let torch = |model: &str| {
             pytorch
-                .get(&(model.to_string(), r.dataset.to_string(), width_key(&r.width)))
+                .get(&(model.to_string(), r.dataset.to_string(), r.paper_dataset.to_string(), width_key(&r.width)))
                 .map_or("-".to_string(), |v| pm(v))
         };
         md += &format!(

@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""PyTorch twin of `sph reproduce`: trains the runs of a plan that `sph reproduce TABLE
+--budget B` wrote (`OUT/TABLE/B/plan.json`) with the same networks (scripts/paper_nets.py),
+initialisation scheme, data files, subsets (the index files beside the plan), augmentation,
+optimizer, schedule (1-based epochs, as the paper's scripts count) and budget, and writes
+`pytorch.csv` beside the plan; `sph reproduce` then shows PyTorch's numbers next to ours.
+Finished runs are skipped. Written from the paper and our docs; not part of CI.
+
+    target/torch-venv/bin/python scripts/reproduce-pytorch.py runs/reproduce/table1/cpu --threads 2
+"""
+
+import argparse
+import csv
+import gzip
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from paper_nets import build
+
+# Normalisation (mean, std) and augmentation per data set, as datasets::paper_normalize/paper_augment.
+NORMALIZE = {
+    "mnist": ([0.0], [1.0]),
+    "fashion-mnist": ([0.286], [0.353]),
+    "cifar10": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+}
+AUGMENT = {"mnist": None, "fashion-mnist": "crop-flip", "cifar10": "crop-flip"}
+FOLDERS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "cifar10": "cifar-10-batches-bin"}
+
+
+def read_idx(path):
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def find(folder, stem):
+    for name in (stem, stem + ".gz"):
+        if (folder / name).exists():
+            return folder / name
+    raise FileNotFoundError(f"{folder / stem} (or .gz) not found: run scripts/fetch-data.sh")
+
+
+def load(data_dir, dataset, split):
+    """(images uint8 [N, C, H, W], labels int64 [N]) from the original binary files."""
+    folder = Path(data_dir) / FOLDERS[dataset]
+    if dataset == "cifar10":
+        names = [f"data_batch_{i}.bin" for i in range(1, 6)] if split == "train" else ["test_batch.bin"]
+        raw = np.concatenate([np.fromfile(folder / n, dtype=np.uint8).reshape(-1, 3073) for n in names])
+        return raw[:, 1:].reshape(-1, 3, 32, 32), raw[:, 0].astype(np.int64)
+    prefix = "train" if split == "train" else "t10k"
+    images = read_idx(find(folder, f"{prefix}-images-idx3-ubyte"))
+    labels = read_idx(find(folder, f"{prefix}-labels-idx1-ubyte"))
+    return images[:, None, :, :], labels.astype(np.int64)
+
+
+def subset(images, labels, plan_dir, listing):
+    if listing is None:
+        return images, labels
+    idx = np.loadtxt(plan_dir / listing, dtype=np.int64, ndmin=1)
+    return images[idx], labels[idx]
+
+
+def prepare(images, dataset, size):
+    """uint8 -> float in [0, 1], resized to the model's input (F-MNIST 28 -> 32, bilinear)."""
+    x = torch.from_numpy(images.astype(np.float32) / 255.0)
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return x
+
+
+def augment(x, kind, gen):
+    """Random crop of the original size from a 4-pixel zero-padded image, and a horizontal flip."""
+    if kind is None:
+        return x
+    n, _, h, w = x.shape
+    padded = F.pad(x, (4, 4, 4, 4))
+    dy = torch.randint(0, 9, (n,), generator=gen)
+    dx = torch.randint(0, 9, (n,), generator=gen)
+    out = torch.stack([padded[i, :, dy[i]: dy[i] + h, dx[i]: dx[i] + w] for i in range(n)])
+    flip = torch.rand(n, generator=gen) < 0.5
+    out[flip] = out[flip].flip(-1)
+    return out
+
+
+def normalize(x, dataset):
+    mean, std = NORMALIZE[dataset]
+    return (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+
+
+def lr_at(schedule, base, epoch):
+    """The rate during 0-based `epoch`, counting milestones as the paper's scripts (1-based)."""
+    parts = schedule.split(":")
+    number = epoch + 1
+    if parts[0] == "step":
+        return base * float(parts[2]) ** (number // int(parts[1]))
+    if parts[0] == "multistep":
+        return base * float(parts[2]) ** sum(int(m) <= number for m in parts[1].split(","))
+    return base
+
+
+def evaluate(model, x, y, dataset):
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(x), 500):
+            correct += (model(normalize(x[i: i + 500], dataset)).argmax(1) == y[i: i + 500]).sum().item()
+    return 100.0 * correct / max(1, len(x))
+
+
+def train_run(entry, plan_dir, data_dir):
+    s = entry["settings"]
+    dataset = s["dataset"]
+    torch.manual_seed(s["seed"])
+    gen = torch.Generator().manual_seed(s["seed"] + 1)
+    sphere = {"scaling": s["scaling"], "radius": s["radius"], "delta": s["delta"]}
+    model = build(s["model"], 10, s.get("width"), s["width_multiplier"], sphere)
+    size = 28 if s["model"].endswith(("fnn", "lenet")) else 32
+    train_x, train_y = subset(*load(data_dir, dataset, "train"), plan_dir, entry["train_subset"])
+    test_x, test_y = subset(*load(data_dir, dataset, "test"), plan_dir, entry["test_subset"])
+    train_x, test_x = prepare(train_x, dataset, size), prepare(test_x, dataset, size)
+    train_y, test_y = torch.from_numpy(train_y), torch.from_numpy(test_y)
+    if s["optimizer"] == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"], nesterov=s["nesterov"])
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
+    kind = AUGMENT[dataset] if s["augment"] else None
+    started = time.time()
+    for epoch in range(s["epochs"]):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(s["schedule"], s["lr"], epoch)
+        model.train()
+        order = torch.randperm(len(train_x), generator=gen)
+        correct = 0
+        for i in range(0, len(order), s["batch_size"]):
+            batch = order[i: i + s["batch_size"]]
+            x = normalize(augment(train_x[batch], kind, gen), dataset)
+            logits = model(x)
+            loss = F.cross_entropy(logits, train_y[batch])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            correct += (logits.argmax(1) == train_y[batch]).sum().item()
+        train_acc = 100.0 * correct / len(order)
+        test_acc = evaluate(model, test_x, test_y, dataset)
+        print(f"  {s['model']} seed {s['seed']} epoch {epoch + 1}/{s['epochs']}: train {train_acc:.2f}% test {test_acc:.2f}%", flush=True)
+    return train_acc, test_acc, time.time() - started
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("plan_dir", type=Path, help="OUT/TABLE/BUDGET of a `sph reproduce` run (holds plan.json)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--data", type=Path, default=None, help="data directory (default: the plan's)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    plan = json.loads((args.plan_dir / "plan.json").read_text())
+    data_dir = args.data or Path(os.environ.get("SPH_DATA", plan["data_dir"]))
+    out = args.plan_dir / "pytorch.csv"
+    done = set()
+    if out.exists():
+        with open(out) as f:
+            done = {(r["model"], r["dataset"], r["paper_dataset"], r["width"], r["seed"]) for r in csv.DictReader(f)}
+    for i, entry in enumerate(plan["runs"]):
+        s = entry["settings"]
+        width = "" if s.get("width") is None else "[" + "/".join(map(str, s["width"])) + "]"
+        key = (s["model"], s["dataset"], entry["paper_dataset"], width, str(s["seed"]))
+        if key in done:
+            continue
+        print(f"[{i + 1}/{len(plan['runs'])}] {s['model']} seed {s['seed']} on {s['dataset']}", flush=True)
+        train_acc, test_acc, seconds = train_run(entry, args.plan_dir, data_dir)
+        new = not out.exists()
+        with open(out, "a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(["model", "dataset", "paper_dataset", "width", "seed", "train_acc", "test_acc", "seconds"])
+            w.writerow([*key, f"{train_acc:.4f}", f"{test_acc:.4f}", f"{seconds:.1f}"])
+    print(f"wrote {out}; run `sph reproduce` again to put it in the table")
+
+
+if __name__ == "__main__":
+    main()
