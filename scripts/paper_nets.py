@@ -93,6 +93,23 @@ def cnn9(spherized, multiplier=1.0, classes=10, sphere=None):
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * 16, hidden), last)
 
 
+def vis_cnn(k, spherized, classes=10, sphere=None, feature_relu=True):
+    """The visualization CNN of Figure 5: conv 32, 32 | pool | 64, 64 | pool | 128, 128 (3x3,
+    BN, ReLU) on 28x28 MNIST, then 6272-256 (ReLU) -k and, plain, ReLU + Linear(k, classes);
+    spherized, k -> spherize (k+1) -> bias-free Linear. PyTorch's default init throughout."""
+    layers, c_in = [], 1
+    for stage, width in enumerate((32, 64, 128)):
+        if stage > 0:
+            layers.append(nn.MaxPool2d(2))
+        for _ in range(2):
+            layers += conv_bn_relu(c_in, width)
+            c_in = width
+    last = head(k, classes, spherized, sphere)
+    if not spherized and not feature_relu:
+        last = last[1]  # the k features stay linear: no ReLU before the classifier
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * 49, 256), nn.ReLU(), nn.Linear(256, k), last)
+
+
 def build(name, classes=10, widths=None, width_multiplier=1.0, sphere=None):
     """A registry model by name (the subset the twins know), with `sph train`'s shaping flags."""
     spherized = name.startswith("sph_")
@@ -108,6 +125,10 @@ def build(name, classes=10, widths=None, width_multiplier=1.0, sphere=None):
         return vgg_bn(int(family[3:5]), spherized, widths, **kw)
     if family in ("vgg11_bn_one",):
         return vgg_bn(11, spherized, widths, channels=1, avg_pool=True, **kw)
+    if family in ("simple_cnn_2d", "simple_cnn_3d"):
+        return vis_cnn(int(family[-2]), False, **kw)
+    if family == "cnn_3d":  # sph_cnn_3d: a 2-D feature layer spherized onto the 3-D sphere
+        return vis_cnn(2, True, **kw)
     if family in ("cnn9", "cnn9_s"):
         return cnn9(spherized, width_multiplier, **kw)
     raise ValueError(f"the PyTorch twins do not know model '{name}'")

@@ -165,9 +165,12 @@ fn synthetic_cifar10(base: &str) -> (Vec<u8>, FetchOptions) {
 #[test]
 fn good_downloads_unpack_verify_and_load() {
     let (mut routes, _) = synthetic_mnist("");
-    let (archive, _) = synthetic_cifar10("");
+    // One archive for the server and the options: tar stamps the files' times, so a second
+    // archive made a second later would have another md5.
+    let (archive, mut cifar) = synthetic_cifar10("");
     routes.insert("/cifar10/cifar-10-binary.tar.gz".into(), Reply::Body(archive));
     let base = serve(routes);
+    cifar.base_url = format!("{base}/cifar10");
     let dir = TempDir::new("download-good");
 
     let (_, mnist) = synthetic_mnist(&base);
@@ -175,7 +178,6 @@ fn good_downloads_unpack_verify_and_load() {
     let train = load(DatasetName::Mnist, &dir.0, Split::Train).unwrap();
     assert_eq!((train.len, train.labels.as_slice()), (6, &[0u8, 1, 2, 3, 4, 5][..]));
 
-    let (_, cifar) = synthetic_cifar10(&base);
     fetch_with(DatasetName::Cifar10, &dir.0, &cifar).unwrap();
     let test = load(DatasetName::Cifar10, &dir.0, Split::Test).unwrap();
     assert_eq!((test.len, test.class_names[3].as_str()), (2, "class3"));
@@ -188,13 +190,13 @@ fn good_downloads_unpack_verify_and_load() {
 
 #[test]
 fn bad_downloads_fail_clearly_in_bounded_time_and_leave_nothing() {
-    let (archive, _) = synthetic_cifar10("");
+    let (archive, mut good) = synthetic_cifar10("");
     let mut routes = HashMap::new();
     routes.insert("/truncated/cifar-10-binary.tar.gz".to_string(), Reply::Truncated(archive.clone()));
     routes.insert("/stall/cifar-10-binary.tar.gz".to_string(), Reply::Stall(archive.clone()));
     routes.insert("/wrong/cifar-10-binary.tar.gz".to_string(), Reply::Body(archive[..archive.len() - 1].to_vec()));
     let base = serve(routes);
-    let (_, good) = synthetic_cifar10(&base);
+    good.base_url = format!("{base}/cifar10");
 
     for (case, wanted) in [
         ("wrong", "md5: expected"),

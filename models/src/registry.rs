@@ -168,12 +168,12 @@ static ENTRIES: &[Entry] = &[
     ),
     entry(
         "simple_cnn_2d",
-        "MNIST CNN with a 2-D feature layer: 6272-256 (ReLU) -2 (ReLU) -10",
+        "MNIST CNN with a 2-D feature layer: 6272-256 (ReLU) -2 (linear) -10",
         Vis { k: 2, spherized: false },
     ),
     entry(
         "simple_cnn_3d",
-        "MNIST CNN with a 3-D feature layer: 6272-256 (ReLU) -3 (ReLU) -10",
+        "MNIST CNN with a 3-D feature layer: 6272-256 (ReLU) -3 (linear) -10",
         Vis { k: 3, spherized: false },
     ),
     entry(

@@ -107,9 +107,10 @@ pub fn run_sphere(args: SphereArgs) -> Result<()> {
         );
         let dead = dead_units(&reprs, dims);
         if dead > 0 {
-            // A ReLU bottleneck of two or three units can die for good early in training; the
-            // picture then shows a collapsed cloud, and the reader should know why.
-            println!("warning: {model}: {dead} of {dims} feature units are zero on every test image (dead ReLUs); try another --seed or more --epochs");
+            // A feature unit that is zero on every test image means a collapsed picture; the
+            // reader should know why (the plain networks' features are linear since this was
+            // seen with a ReLU on them).
+            println!("warning: {model}: {dead} of {dims} feature units are zero on every test image ; try another --seed or more --epochs");
         }
         runs.push(VisRun { model, reprs, dims, labels, test_acc, radius, dead });
     }
@@ -121,8 +122,9 @@ pub fn run_sphere(args: SphereArgs) -> Result<()> {
     }
     let png = args.out.join("sphere.png");
     let n = runs[0].labels.len();
+    let trained_on = args.train_limit.map_or("all".to_string(), |n| n.to_string());
     let title = format!(
-        "MNIST test representations (paper's Figure 5): {n} test images, {} epoch(s), Adam 1e-3, batch 128, seed {}",
+        "MNIST test representations (paper's Figure 5): {n} test images; {} epoch(s) on {trained_on} training images, Adam 1e-3, batch 128, seed {}",
         args.epochs, args.seed
     );
     plot::render_png(&png, 1500, 1500, |root| {
@@ -142,8 +144,8 @@ pub fn run_sphere(args: SphereArgs) -> Result<()> {
             })
             .chain([
                 String::new(),
-                "(a) simple_cnn_2d: 2-D feature layer (ReLU)".to_string(),
-                "(b) simple_cnn_3d: 3-D feature layer (ReLU)".to_string(),
+                "(a) simple_cnn_2d: 2-D feature layer (linear)".to_string(),
+                "(b) simple_cnn_3d: 3-D feature layer (linear)".to_string(),
                 "(c) sph_cnn_3d: 2 pre-activations spherized to 3-D".to_string(),
                 "3-D panels: orthographic views, azimuth / elevation in degrees;".to_string(),
                 "points nearer the viewer are drawn on top; on the sphere,".to_string(),
