@@ -215,7 +215,7 @@ pub struct Saturation {
 
 /// The saturation diagnostics of a spherized model's test pass (None for other models).
 fn saturation(model: &Model, s: &Settings, r: &Representations, overlapped: &[bool]) -> Option<Saturation> {
-    let (_, scaling, _) = model.sphere_values().into_iter().next()?;
+    let (_, scaling, _) = model.sphere_values().into_iter().last()?; // the head's spherization
     let n = r.head_dims;
     let phi_lower = engine::kernels::spherize::lower_angle(n, s.delta);
     let per_sample = overlap::saturated_per_sample(&r.head, n, scaling, phi_lower);

@@ -115,8 +115,6 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
     s.batch_size = args.batch_size;
     s.validate()?;
     let model = models::build(&name, &model_config(&s, classes)?)?;
-    let shape = model.input_shape();
-    let _ = shape;
     let mut rates = step_rates(model, &s, classes, args.warmup, args.steps)?;
     let (median, min, max) = median_min_max(&mut rates);
     let report = StepReport {

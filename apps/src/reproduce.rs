@@ -446,7 +446,8 @@ fn read_pytorch(path: &Path) -> BTreeMap<RunKey, Vec<f64>> {
     by_key
 }
 
-type Result4<'a> = (&'a Run, f64, f64, f64);
+/// A finished run: (run, train accuracy %, test accuracy %, seconds).
+type Outcome<'a> = (&'a Run, f64, f64, f64);
 
 /// TABLE.md (one line per row: paper, ours, PyTorch; plain and spherized) and TABLE.csv (one
 /// line per run).
@@ -454,7 +455,7 @@ fn render(
     table: &str,
     budget: Budget,
     rows: &[Row],
-    results: &[Result4],
+    results: &[Outcome],
     pytorch: &BTreeMap<RunKey, Vec<f64>>,
 ) -> (String, String) {
     let pm = |v: &[f64]| match v {
@@ -476,8 +477,8 @@ fn render(
         "row,network,model,dataset,paper_dataset,spherized,seed,epochs,train_images,train_acc,test_acc,seconds\n",
     );
     for (i, r) in rows.iter().enumerate() {
-        let mine: Vec<&Result4> = results.iter().filter(|x| x.0.row == i).collect();
-        let pick = |sph: bool, f: fn(&Result4) -> f64| -> Vec<f64> {
+        let mine: Vec<&Outcome> = results.iter().filter(|x| x.0.row == i).collect();
+        let pick = |sph: bool, f: fn(&Outcome) -> f64| -> Vec<f64> {
             mine.iter().filter(|x| x.0.spherized == sph).map(|x| f(x)).collect()
         };
         let (plain, sph) = (pick(false, |x| x.2), pick(true, |x| x.2));
