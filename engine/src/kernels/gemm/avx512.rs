@@ -21,6 +21,8 @@
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
+use super::Operand;
+
 /// Rows of C per micro-kernel tile (each broadcast from the A panel).
 const MR: usize = 12;
 /// Columns of C per micro-kernel tile: two 16-lane zmm vectors.
@@ -42,17 +44,6 @@ thread_local! {
 /// Whether this CPU can run the kernels of this module (checked at run time, cached by std).
 pub fn available() -> bool {
     is_x86_feature_detected!("avx512f")
-}
-
-/// Row-major operands given by pointer and strides: element (i, j) at `ptr + i*rs + j*cs`.
-#[derive(Clone, Copy)]
-pub struct Strided {
-    /// First element.
-    pub ptr: *const f32,
-    /// Distance between rows.
-    pub rs: isize,
-    /// Distance between columns.
-    pub cs: isize,
 }
 
 /// Runs `f` with a thread-local buffer of `len` floats starting on a 64-byte boundary (so that
@@ -95,8 +86,8 @@ pub unsafe fn sgemm(
     n: usize,
     k: usize,
     alpha: f32,
-    a: Strided,
-    b: Strided,
+    a: Operand,
+    b: Operand,
     beta: f32,
     c: *mut f32,
     ldc: usize,

@@ -96,10 +96,7 @@ unsafe impl Sync for Product {}
 unsafe fn serial_product(p: Product, m: usize, n: usize, k: usize, alpha: f32, beta: f32) {
     #[cfg(target_arch = "x86_64")]
     if use_avx512() {
-        let (a, b) = (p.a, p.b);
-        let a = avx512::Strided { ptr: a.ptr, rs: a.rs, cs: a.cs };
-        let b = avx512::Strided { ptr: b.ptr, rs: b.rs, cs: b.cs };
-        return avx512::sgemm(m, n, k, alpha, a, b, beta, p.c, p.ldc);
+        return avx512::sgemm(m, n, k, alpha, p.a, p.b, beta, p.c, p.ldc);
     }
     let (a, b) = (p.a, p.b);
     matrixmultiply::sgemm(m, k, n, alpha, a.ptr, a.rs, a.cs, b.ptr, b.rs, b.cs, beta, p.c, p.ldc as isize, 1);
