@@ -106,11 +106,11 @@ pub unsafe fn sgemm(
             // Later depth blocks add onto what the first one wrote.
             let beta_here = if pc == 0 { beta } else { 1.0 };
             with_buffer(&PACKED_B, nc.div_ceil(NR) * kc * NR, |packed_b| {
-                pack_b(b.ptr.offset(pc as isize * b.rs + jc as isize * b.cs), b.rs, b.cs, kc, nc, packed_b);
+                pack::<NR>(b.ptr.offset(pc as isize * b.rs + jc as isize * b.cs), b.cs, b.rs, nc, kc, packed_b);
                 for ic in (0..m).step_by(MC) {
                     let mc = MC.min(m - ic);
                     with_buffer(&PACKED_A, mc.div_ceil(MR) * MR * kc, |packed_a| {
-                        pack_a(a.ptr.offset(ic as isize * a.rs + pc as isize * a.cs), a.rs, a.cs, mc, kc, packed_a);
+                        pack::<MR>(a.ptr.offset(ic as isize * a.rs + pc as isize * a.cs), a.rs, a.cs, mc, kc, packed_a);
                         for (jr, b_panel) in packed_b.chunks_exact(kc * NR).enumerate() {
                             let j = jc + jr * NR;
                             let nr = NR.min(n - j);
@@ -150,64 +150,42 @@ unsafe fn scale_rows(c: *mut f32, ldc: usize, m: usize, n: usize, beta: f32) {
     }
 }
 
-/// Packs the [kc, nc] block of B at `b` (strides `rs`, `cs`) into ceil(nc/NR) panels laid out
-/// [panel][p][NR], zero-padded.
-unsafe fn pack_b(b: *const f32, rs: isize, cs: isize, kc: usize, nc: usize, packed: &mut [f32]) {
-    for (panel, dst) in packed.chunks_exact_mut(kc * NR).enumerate() {
-        let j0 = panel * NR;
-        let nr = NR.min(nc - j0);
-        let src = b.offset(j0 as isize * cs);
-        if cs == 1 {
-            for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
-                row[..nr].copy_from_slice(std::slice::from_raw_parts(src.offset(p as isize * rs), nr));
-                row[nr..].fill(0.0);
+/// Packs a block into panels of `W` lanes laid out [panel][p][W], zero-padded: lane l of
+/// panel q, depth p comes from `src + (q*W + l) * lane_stride + p * depth_stride`, for `lanes`
+/// lanes in all and `kc` depths. A panels are W = MR rows of A (lanes along rows), B panels
+/// W = NR columns of B (lanes along columns).
+unsafe fn pack<const W: usize>(
+    src: *const f32,
+    lane_stride: isize,
+    depth_stride: isize,
+    lanes: usize,
+    kc: usize,
+    packed: &mut [f32],
+) {
+    for (panel, dst) in packed.chunks_exact_mut(W * kc).enumerate() {
+        let first = panel * W;
+        let width = W.min(lanes - first);
+        let src = src.offset(first as isize * lane_stride);
+        if lane_stride == 1 {
+            // The lanes of one depth are contiguous: a copy per depth.
+            for (p, row) in dst.chunks_exact_mut(W).enumerate() {
+                row[..width].copy_from_slice(std::slice::from_raw_parts(src.offset(p as isize * depth_stride), width));
+                row[width..].fill(0.0);
             }
-        } else if nr == NR {
-            // op(B) is a transposed matrix: gather NR columns, without a per-element branch.
-            let cols: [*const f32; NR] = std::array::from_fn(|j| src.offset(j as isize * cs));
-            for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
-                let p = p as isize * rs;
-                for (v, col) in row.iter_mut().zip(&cols) {
-                    *v = *col.offset(p);
-                }
-            }
-        } else {
-            for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
-                let s = src.offset(p as isize * rs);
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = if j < nr { *s.offset(j as isize * cs) } else { 0.0 };
-                }
-            }
-        }
-    }
-}
-
-/// Packs the [mc, kc] block of A at `a` (strides `rs`, `cs`) into ceil(mc/MR) panels laid out
-/// [panel][p][MR], zero-padded.
-unsafe fn pack_a(a: *const f32, rs: isize, cs: isize, mc: usize, kc: usize, packed: &mut [f32]) {
-    for (panel, dst) in packed.chunks_exact_mut(MR * kc).enumerate() {
-        let i0 = panel * MR;
-        let mr = MR.min(mc - i0);
-        let src = a.offset(i0 as isize * rs);
-        if mr == MR && rs == 1 {
-            // op(A) is a transposed matrix: each k holds MR contiguous values.
-            for (p, col) in dst.chunks_exact_mut(MR).enumerate() {
-                col.copy_from_slice(std::slice::from_raw_parts(src.offset(p as isize * cs), MR));
-            }
-        } else if mr == MR {
+        } else if width == W {
             // Full panel: fixed trip counts, no per-element branch.
-            let rows: [*const f32; MR] = std::array::from_fn(|i| src.offset(i as isize * rs));
-            for (p, col) in dst.chunks_exact_mut(MR).enumerate() {
-                let p = p as isize * cs;
-                for (v, row) in col.iter_mut().zip(&rows) {
-                    *v = *row.offset(p);
+            let lines: [*const f32; W] = std::array::from_fn(|l| src.offset(l as isize * lane_stride));
+            for (p, row) in dst.chunks_exact_mut(W).enumerate() {
+                let p = p as isize * depth_stride;
+                for (v, line) in row.iter_mut().zip(&lines) {
+                    *v = *line.offset(p);
                 }
             }
         } else {
-            for (p, col) in dst.chunks_exact_mut(MR).enumerate() {
-                let s = src.offset(p as isize * cs);
-                for (i, v) in col.iter_mut().enumerate() {
-                    *v = if i < mr { *s.offset(i as isize * rs) } else { 0.0 };
+            for (p, row) in dst.chunks_exact_mut(W).enumerate() {
+                let s = src.offset(p as isize * depth_stride);
+                for (l, v) in row.iter_mut().enumerate() {
+                    *v = if l < width { *s.offset(l as isize * lane_stride) } else { 0.0 };
                 }
             }
         }

@@ -98,6 +98,14 @@ unsafe fn serial_product(p: Product, m: usize, n: usize, k: usize, alpha: f32, b
     if use_avx512() {
         return avx512::sgemm(m, n, k, alpha, p.a, p.b, beta, p.c, p.ldc);
     }
+    portable_product(p, m, n, k, alpha, beta)
+}
+
+/// [`serial_product`] through `matrixmultiply`, whatever the CPU.
+///
+/// # Safety
+/// As for [`serial_product`].
+unsafe fn portable_product(p: Product, m: usize, n: usize, k: usize, alpha: f32, beta: f32) {
     let (a, b) = (p.a, p.b);
     matrixmultiply::sgemm(m, k, n, alpha, a.ptr, a.rs, a.cs, b.ptr, b.rs, b.cs, beta, p.c, p.ldc as isize, 1);
 }
@@ -196,11 +204,8 @@ fn sgemm_portable(
     c: &mut [f32],
 ) {
     let p = product(ta, tb, m, n, k, a, b, c);
-    let (a, b) = (p.a, p.b);
-    // SAFETY: `product` checked the bounds.
-    unsafe {
-        matrixmultiply::sgemm(m, k, n, alpha, a.ptr, a.rs, a.cs, b.ptr, b.rs, b.cs, beta, p.c, p.ldc as isize, 1)
-    };
+    // SAFETY: `product` checked the bounds; C is a distinct &mut slice.
+    unsafe { portable_product(p, m, n, k, alpha, beta) }
 }
 
 #[cfg(test)]
