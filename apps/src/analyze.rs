@@ -124,8 +124,9 @@ pub fn train_or_load(s: &Settings, data_dir: &Path, dir: &Path) -> Result<(Model
         if &saved != s {
             bail!("{} holds a run with other settings; pass another --out", dir.display());
         }
-        let history: Vec<EpochMetrics> = run_state::read_meta(&last, &ckpt, "history")?;
+        let mut history: Vec<EpochMetrics> = run_state::read_meta(&last, &ckpt, "history")?;
         if history.len() >= s.epochs {
+            run_state::restore_epoch_timings(&mut history, dir);
             println!("{}: loading the finished run in {}", s.model, dir.display());
             let mut model = models::build(&s.model, &recipe::model_config(s, 10)?)?;
             checkpoint::restore_store(&last, &ckpt, model.params_mut())?;

@@ -19,6 +19,7 @@ use crate::figures;
 use crate::files;
 use crate::recipe::{self, Settings};
 use crate::report::mean_std;
+use crate::run_state;
 use crate::train::set_threads;
 
 /// Flags of `sph reproduce`.
@@ -310,7 +311,7 @@ fn retention(table: &str, budget: Budget, seeds: usize, data_dir: &Path, out: &P
     // Step rates, measured once per (model, width) with a few steps at the run's batch size.
     let mut rates: BTreeMap<String, f64> = BTreeMap::new();
     println!("{table}, budget {}: {} runs into {}", budget.name(), runs.len(), out.display());
-    let mut total = 0.0;
+    let mut estimates = Vec::with_capacity(runs.len());
     for run in &runs {
         let s = &run.settings;
         let key = format!("{} {:?} {}", s.model, s.width, s.width_multiplier);
@@ -318,8 +319,8 @@ fn retention(table: &str, budget: Budget, seeds: usize, data_dir: &Path, out: &P
             rates.insert(key.clone(), bench::step_rate(s, classes(&s.dataset))?);
         }
         let secs = estimate(s, rates[&key]);
-        total += secs;
-        let done = finished(&run.dir, s.epochs);
+        estimates.push(secs);
+        let done = run_state::logged_metrics(&run.dir).len() >= s.epochs;
         let r = &rows[run.row];
         let data = if r.dataset == r.paper_dataset {
             s.dataset.clone()
@@ -338,6 +339,7 @@ fn retention(table: &str, budget: Budget, seeds: usize, data_dir: &Path, out: &P
             if done { " (finished)" } else { "" }
         );
     }
+    let total: f64 = estimates.iter().sum();
     println!("estimated total: {} at the measured step rates", hms(total));
     if dry_run {
         return Ok(());
@@ -346,10 +348,8 @@ fn retention(table: &str, budget: Budget, seeds: usize, data_dir: &Path, out: &P
     write_plan(&runs, &rows, data_dir, out)?;
     let started = Instant::now();
     let (mut left, mut results) = (total, Vec::new());
-    for (i, run) in runs.iter().enumerate() {
+    for (i, (run, guess)) in runs.iter().zip(&estimates).enumerate() {
         let s = &run.settings;
-        let key = format!("{} {:?} {}", s.model, s.width, s.width_multiplier);
-        let guess = estimate(s, rates[&key]);
         println!(
             "[{}/{}] {} seed {} on {} (elapsed {}, about {} left)",
             i + 1,
@@ -363,7 +363,7 @@ fn retention(table: &str, budget: Budget, seeds: usize, data_dir: &Path, out: &P
         let (_, history) = analyze::train_or_load(s, data_dir, &run.dir)?;
         left -= guess;
         let last = history.last().ok_or_else(|| anyhow::anyhow!("{}: no finished epoch", run.dir.display()))?;
-        let seconds = run_seconds(&run.dir);
+        let seconds = history.iter().map(|m| m.seconds).sum();
         results.push((run, 100.0 * last.train_acc, 100.0 * last.test_acc, seconds));
     }
     let pytorch = read_pytorch(&out.join("pytorch.csv"));
@@ -409,22 +409,6 @@ fn write_plan(runs: &[Run], rows: &[Row], data_dir: &Path, out: &Path) -> Result
     }
     let plan = serde_json::json!({ "data_dir": data_dir, "runs": entries });
     files::write_atomic(&out.join("plan.json"), &serde_json::to_string_pretty(&plan)?)
-}
-
-/// Training and evaluation seconds of the run in `dir`, from its metrics.jsonl (checkpoints
-/// hold no timings).
-fn run_seconds(dir: &Path) -> f64 {
-    let Ok(text) = std::fs::read_to_string(dir.join("metrics.jsonl")) else { return 0.0 };
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v.get("seconds").and_then(|s| s.as_f64()))
-        .sum()
-}
-
-/// Whether `dir` holds a run that finished its `epochs`.
-fn finished(dir: &Path, epochs: usize) -> bool {
-    let Ok(text) = std::fs::read_to_string(dir.join("metrics.jsonl")) else { return false };
-    text.lines().filter(|l| !l.trim().is_empty()).count() >= epochs
 }
 
 /// (model, data set, the paper's data set, width list) of a row's runs.

@@ -73,15 +73,7 @@ fn without_timings(history: &[EpochMetrics]) -> Result<Vec<serde_json::Value>> {
 /// for an unfinished epoch from `dir/timing.json` (when it describes the same stop).
 /// Whatever cannot be found stays zero: timings are reports, not state.
 pub(crate) fn restore_timings(history: &mut [EpochMetrics], progress: &mut Progress, dir: &Path) {
-    if let Ok(text) = std::fs::read_to_string(dir.join("metrics.jsonl")) {
-        let logged: Vec<EpochMetrics> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-        for m in history.iter_mut() {
-            if let Some(l) = logged.iter().find(|l| l.epoch == m.epoch) {
-                m.seconds = l.seconds;
-                m.images_per_sec = l.images_per_sec;
-            }
-        }
-    }
+    restore_epoch_timings(history, dir);
     let timing = std::fs::read_to_string(dir.join(TIMING_FILE))
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
@@ -90,6 +82,24 @@ pub(crate) fn restore_timings(history: &mut [EpochMetrics], progress: &mut Progr
             && t["steps_done"].as_u64() == Some(progress.steps_done as u64);
         if same_stop {
             progress.seconds = t["seconds"].as_f64().filter(|s| s.is_finite() && *s >= 0.0).unwrap_or(0.0);
+        }
+    }
+}
+
+/// The epochs logged in `dir/metrics.jsonl` (none when it is missing; unreadable lines skipped).
+pub(crate) fn logged_metrics(dir: &Path) -> Vec<EpochMetrics> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .map(|text| text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Puts back the per-epoch timings that checkpoints leave out, from `dir/metrics.jsonl`.
+pub(crate) fn restore_epoch_timings(history: &mut [EpochMetrics], dir: &Path) {
+    let logged = logged_metrics(dir);
+    for m in history.iter_mut() {
+        if let Some(l) = logged.iter().find(|l| l.epoch == m.epoch) {
+            m.seconds = l.seconds;
+            m.images_per_sec = l.images_per_sec;
         }
     }
 }
