@@ -11,9 +11,7 @@ Finished runs are skipped. Written from the paper and our docs; not part of CI.
 
 import argparse
 import csv
-import gzip
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -21,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from paper_data import load, prepare
 from paper_nets import build
 
 # Normalisation (mean, std) and augmentation per data set, as datasets::paper_normalize/paper_augment.
@@ -32,36 +30,6 @@ NORMALIZE = {
     "cifar10": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
 }
 AUGMENT = {"mnist": None, "fashion-mnist": "crop-flip", "cifar10": "crop-flip"}
-FOLDERS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "cifar10": "cifar-10-batches-bin"}
-
-
-def read_idx(path):
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
-
-
-def find(folder, stem):
-    for name in (stem, stem + ".gz"):
-        if (folder / name).exists():
-            return folder / name
-    raise FileNotFoundError(f"{folder / stem} (or .gz) not found: run scripts/fetch-data.sh")
-
-
-def load(data_dir, dataset, split):
-    """(images uint8 [N, C, H, W], labels int64 [N]) from the original binary files."""
-    folder = Path(data_dir) / FOLDERS[dataset]
-    if dataset == "cifar10":
-        names = [f"data_batch_{i}.bin" for i in range(1, 6)] if split == "train" else ["test_batch.bin"]
-        raw = np.concatenate([np.fromfile(folder / n, dtype=np.uint8).reshape(-1, 3073) for n in names])
-        return raw[:, 1:].reshape(-1, 3, 32, 32), raw[:, 0].astype(np.int64)
-    prefix = "train" if split == "train" else "t10k"
-    images = read_idx(find(folder, f"{prefix}-images-idx3-ubyte"))
-    labels = read_idx(find(folder, f"{prefix}-labels-idx1-ubyte"))
-    return images[:, None, :, :], labels.astype(np.int64)
 
 
 def subset(images, labels, plan_dir, listing):
@@ -69,14 +37,6 @@ def subset(images, labels, plan_dir, listing):
         return images, labels
     idx = np.loadtxt(plan_dir / listing, dtype=np.int64, ndmin=1)
     return images[idx], labels[idx]
-
-
-def prepare(images, dataset, size):
-    """uint8 -> float in [0, 1], resized to the model's input (F-MNIST 28 -> 32, bilinear)."""
-    x = torch.from_numpy(images.astype(np.float32) / 255.0)
-    if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    return x
 
 
 def augment(x, kind, gen):

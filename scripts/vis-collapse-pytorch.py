@@ -14,13 +14,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from paper_nets import build
-
-import importlib.util
-
-_spec = importlib.util.spec_from_file_location("twin", Path(__file__).with_name("reproduce-pytorch.py"))
-twin = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(twin)
+from paper_data import load, prepare
+from paper_nets import build, vis_cnn
 
 
 def main():
@@ -34,9 +29,9 @@ def main():
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    train_x, train_y = twin.load(args.data, "mnist", "train")
-    test_x, test_y = twin.load(args.data, "mnist", "test")
-    train_x, test_x = twin.prepare(train_x, "mnist", 28), twin.prepare(test_x, "mnist", 28)
+    train_x, train_y = load(args.data, "mnist", "train")
+    test_x, test_y = load(args.data, "mnist", "test")
+    train_x, test_x = prepare(train_x, "mnist", 28), prepare(test_x, "mnist", 28)
     train_y, test_y = torch.from_numpy(train_y), torch.from_numpy(test_y)
     for name in args.models.split(","):
         for seed in range(args.seeds):
@@ -44,7 +39,6 @@ def main():
             gen = torch.Generator().manual_seed(seed + 1)
             model = build(name, sphere={"scaling": 1.0, "radius": 1.0})
             if args.linear_features and not name.startswith("sph_"):
-                from paper_nets import vis_cnn
                 model = vis_cnn(int(name[-2]), False, feature_relu=False)
             opt = torch.optim.Adam(model.parameters(), lr=1e-3)
             for epoch in range(args.epochs):
