@@ -95,6 +95,49 @@ impl Grads<'_> {
             _ => Some(self.node_grads[v.0].get_or_insert_with(|| Tensor::zeros(node.value.shape())).data_mut()),
         }
     }
+
+    /// The gradient buffers of two vars at once, for ops that fill both in one pass (each
+    /// `None` when no gradient is wanted). The two must not share a buffer.
+    pub fn two_slots(&mut self, a: Var, b: Var) -> (Option<&mut [f32]>, Option<&mut [f32]>) {
+        // Allocate both first, then borrow them side by side.
+        let (want_a, want_b) = (self.slot(a).is_some(), self.slot(b).is_some());
+        let (nodes, node_grads, param_grads) = (self.nodes, &mut *self.node_grads, &mut *self.param_grads);
+        let (ga, gb) = match (&nodes[a.0].op, &nodes[b.0].op) {
+            (Op::Param(i), Op::Param(j)) => {
+                let (x, y) = pair_mut(param_grads, i.0, j.0);
+                (x.data_mut(), y.data_mut())
+            }
+            (Op::Param(i), _) => (param_grads[i.0].data_mut(), node_grad(node_grads, b.0)),
+            (_, Op::Param(j)) => (node_grad(node_grads, a.0), param_grads[j.0].data_mut()),
+            _ => {
+                let (x, y) = pair_mut(node_grads, a.0, b.0);
+                (grad_data(x), grad_data(y))
+            }
+        };
+        (want_a.then_some(ga), want_b.then_some(gb))
+    }
+}
+
+/// Mutable references to two different elements of a slice.
+fn pair_mut<T>(items: &mut [T], i: usize, j: usize) -> (&mut T, &mut T) {
+    assert_ne!(i, j, "two_slots: both vars share one gradient buffer");
+    if i < j {
+        let (head, tail) = items.split_at_mut(j);
+        (&mut head[i], &mut tail[0])
+    } else {
+        let (head, tail) = items.split_at_mut(i);
+        (&mut tail[0], &mut head[j])
+    }
+}
+
+/// The data of a node gradient that [`Grads::slot`] allocated (an empty slice if none was).
+fn grad_data(g: &mut Option<Tensor>) -> &mut [f32] {
+    g.as_mut().map_or(&mut [], |t| t.data_mut())
+}
+
+/// [`grad_data`] of node `i`.
+fn node_grad(node_grads: &mut [Option<Tensor>], i: usize) -> &mut [f32] {
+    grad_data(&mut node_grads[i])
 }
 
 impl<'p> Graph<'p> {

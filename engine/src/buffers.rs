@@ -32,28 +32,47 @@ pub(crate) fn zeroed(len: usize) -> Vec<f32> {
 
 /// A buffer of `len` copies of `value`, recycled when one of that length is free.
 pub(crate) fn filled(len: usize, value: f32) -> Vec<f32> {
-    if len >= MIN_LEN {
-        let reused = POOL.lock().ok().and_then(|mut guard| {
-            let pool = guard.as_mut()?;
-            if let Some(buf) = pool.free.get_mut(&len).and_then(Vec::pop) {
-                pool.pooled -= len;
-                return Some(buf);
-            }
-            // A miss (evaluation batches, another model): free at least as much pooled memory
-            // as is about to be allocated, so that the pool never adds to the peak.
-            pool.evict(len);
-            None
-        });
-        if let Some(mut buf) = reused {
+    match take(len) {
+        Some(mut buf) => {
             buf.fill(value);
-            return buf;
+            buf
         }
-        // Marked as the pool's own by its spare capacity (see `recycle`).
-        let mut buf = Vec::with_capacity(len + MARK);
-        buf.resize(len, value);
-        return buf;
+        None => fresh(len, value),
     }
-    vec![value; len]
+}
+
+/// A buffer of `len` floats for a caller that writes every element before reading it: a
+/// recycled one keeps what it held (saving a pass over memory), a new one is zeroed.
+pub(crate) fn overwritten(len: usize) -> Vec<f32> {
+    take(len).unwrap_or_else(|| fresh(len, 0.0))
+}
+
+/// A pooled buffer of exactly `len` floats, if one is free. A miss on a large request
+/// (evaluation batches, another model) frees at least as much pooled memory as is about to be
+/// allocated, so that the pool never adds to the peak.
+fn take(len: usize) -> Option<Vec<f32>> {
+    if len < MIN_LEN {
+        return None;
+    }
+    let mut guard = POOL.lock().ok()?;
+    let pool = guard.as_mut()?;
+    if let Some(buf) = pool.free.get_mut(&len).and_then(Vec::pop) {
+        pool.pooled -= len;
+        return Some(buf);
+    }
+    pool.evict(len);
+    None
+}
+
+/// A new buffer of `len` copies of `value`; large ones are marked as the pool's own by their
+/// spare capacity (see `recycle`).
+fn fresh(len: usize, value: f32) -> Vec<f32> {
+    if len < MIN_LEN {
+        return vec![value; len];
+    }
+    let mut buf = Vec::with_capacity(len + MARK);
+    buf.resize(len, value);
+    buf
 }
 
 /// Spare capacity that marks a buffer the pool handed out: only those come back to it.
@@ -109,6 +128,11 @@ impl Scratch {
     /// A zeroed scratch buffer of `len` floats.
     pub(crate) fn zeroed(len: usize) -> Self {
         Scratch(zeroed(len))
+    }
+
+    /// A scratch buffer of `len` floats whose every element the caller writes before reading.
+    pub(crate) fn overwritten(len: usize) -> Self {
+        Scratch(overwritten(len))
     }
 }
 

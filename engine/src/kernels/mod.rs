@@ -4,7 +4,8 @@
 mod gemm;
 pub(crate) mod im2col;
 pub(crate) mod parallel;
+pub(crate) mod winograd;
 
-pub use gemm::{sgemm, sgemm_backend, sgemm_serial, Trans};
+pub use gemm::{sgemm, sgemm_backend, sgemm_batched, sgemm_serial, Strided, Trans};
 pub use im2col::Window;
 pub mod spherize;

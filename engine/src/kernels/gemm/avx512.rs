@@ -166,12 +166,20 @@ unsafe fn pack<const W: usize>(
         let first = panel * W;
         let width = W.min(lanes - first);
         let src = src.offset(first as isize * lane_stride);
-        if lane_stride == 1 {
-            // The lanes of one depth are contiguous: a copy per depth.
+        if lane_stride == 1 && width == W {
+            // The lanes of one depth are contiguous: one fixed-size copy per depth.
+            for (p, row) in dst.chunks_exact_mut(W).enumerate() {
+                row.copy_from_slice(std::slice::from_raw_parts(src.offset(p as isize * depth_stride), W));
+            }
+        } else if lane_stride == 1 {
             for (p, row) in dst.chunks_exact_mut(W).enumerate() {
                 row[..width].copy_from_slice(std::slice::from_raw_parts(src.offset(p as isize * depth_stride), width));
                 row[width..].fill(0.0);
             }
+        } else if width == W && depth_stride == 1 {
+            // Each lane is a contiguous run along the depth (a row-major A, or the transpose of
+            // a row-major B): transpose 16 x 16 blocks in registers.
+            pack_transposed::<W>(src, lane_stride, kc, dst);
         } else if width == W {
             // Full panel: fixed trip counts, no per-element branch.
             let lines: [*const f32; W] = std::array::from_fn(|l| src.offset(l as isize * lane_stride));
@@ -189,6 +197,62 @@ unsafe fn pack<const W: usize>(
                 }
             }
         }
+    }
+}
+
+/// One full panel of `W` lanes (12 or 32), each lane `kc` contiguous floats `lane_stride`
+/// apart, into `dst` [kc][W]: groups of 16 lanes x 16 depths are loaded as 16 vectors and
+/// transposed in registers, so every load and store moves 16 floats instead of one.
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_transposed<const W: usize>(src: *const f32, lane_stride: isize, kc: usize, dst: &mut [f32]) {
+    let full = kc - kc % 16;
+    for group in (0..W).step_by(16) {
+        let lanes = 16.min(W - group);
+        let store = mask(lanes);
+        for p0 in (0..full).step_by(16) {
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (l, v) in r.iter_mut().enumerate().take(lanes) {
+                *v = _mm512_loadu_ps(src.offset((group + l) as isize * lane_stride + p0 as isize));
+            }
+            transpose_16x16(&mut r);
+            for (q, v) in r.iter().enumerate() {
+                _mm512_mask_storeu_ps(dst.as_mut_ptr().add((p0 + q) * W + group), store, *v);
+            }
+        }
+    }
+    for p in full..kc {
+        for l in 0..W {
+            dst[p * W + l] = *src.offset(l as isize * lane_stride + p as isize);
+        }
+    }
+}
+
+/// Transposes the 16 x 16 matrix held in 16 row vectors, in place (4 rounds of shuffles).
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose_16x16(r: &mut [__m512; 16]) {
+    let mut t = [_mm512_setzero_ps(); 16];
+    // Interleave 32-bit elements of row pairs, then 64-bit pairs of those.
+    for i in (0..16).step_by(2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for i in (0..16).step_by(4) {
+        let pd = |v: __m512| _mm512_castps_pd(v);
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(t[i]), pd(t[i + 2])));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t[i]), pd(t[i + 2])));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(t[i + 1]), pd(t[i + 3])));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t[i + 1]), pd(t[i + 3])));
+    }
+    // Then whole 128-bit lanes: even and odd lanes of rows 4 apart, then of rows 8 apart.
+    for i in (0..16).step_by(8) {
+        for j in 0..4 {
+            t[i + j] = _mm512_shuffle_f32x4::<0x88>(r[i + j], r[i + j + 4]);
+            t[i + j + 4] = _mm512_shuffle_f32x4::<0xdd>(r[i + j], r[i + j + 4]);
+        }
+    }
+    for j in 0..8 {
+        r[j] = _mm512_shuffle_f32x4::<0x88>(t[j], t[j + 8]);
+        r[j + 8] = _mm512_shuffle_f32x4::<0xdd>(t[j], t[j + 8]);
     }
 }
 
@@ -243,5 +307,33 @@ unsafe fn kernel_12x32(
         }
         _mm512_mask_storeu_ps(dst, m0, lo);
         _mm512_mask_storeu_ps(dst.add(16), m1, hi);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_16x16_transposes() {
+        if !available() {
+            eprintln!("SKIPPED transpose_16x16_transposes: this CPU has no AVX-512");
+            return;
+        }
+        let m: Vec<f32> = (0..256).map(|i| i as f32).collect();
+        let mut out = vec![0.0f32; 256];
+        // SAFETY: AVX-512F checked above; every load and store is within the 256-float buffers.
+        unsafe {
+            let mut r: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(m.as_ptr().add(i * 16)));
+            transpose_16x16(&mut r);
+            for (i, v) in r.iter().enumerate() {
+                _mm512_storeu_ps(out.as_mut_ptr().add(i * 16), *v);
+            }
+        }
+        for i in 0..16 {
+            for j in 0..16 {
+                assert_eq!(out[i * 16 + j], m[j * 16 + i], "element ({i}, {j})");
+            }
+        }
     }
 }

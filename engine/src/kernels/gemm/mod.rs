@@ -188,6 +188,80 @@ pub fn sgemm(
     });
 }
 
+/// A batch of matrices read through strides: element (i, j) of matrix `t` is
+/// `data[t * batch + i * rs + j * cs]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Strided<'a> {
+    /// The storage of every matrix of the batch.
+    pub data: &'a [f32],
+    /// Distance between the first elements of consecutive matrices.
+    pub batch: usize,
+    /// Distance between rows.
+    pub rs: usize,
+    /// Distance between columns.
+    pub cs: usize,
+}
+
+impl Strided<'_> {
+    /// The operand of matrix `t` (a `rows x cols` matrix), after checking that it lies in `data`
+    /// (an empty one is never read).
+    fn operand(&self, t: usize, rows: usize, cols: usize) -> Operand {
+        let (rs, cs) = (self.rs as isize, self.cs as isize);
+        if rows == 0 || cols == 0 {
+            return Operand { ptr: self.data.as_ptr(), rs, cs };
+        }
+        let last = t * self.batch + (rows - 1) * self.rs + (cols - 1) * self.cs;
+        assert!(last < self.data.len(), "sgemm_batched: operand {t} reaches {last}, beyond {}", self.data.len());
+        Operand { ptr: self.data[t * self.batch..].as_ptr(), rs, cs }
+    }
+}
+
+/// `C_t = alpha * A_t @ B_t + beta * C_t` for `t` in `0..count`: `A_t` is `m x k`, `B_t` `k x n`,
+/// `C_t` row-major with leading dimension `ldc`, starting at `c[t * c_batch]`. The products run
+/// in parallel, each on one thread (so results do not depend on the thread count). The
+/// matrices C_t must not overlap: either their rows interleave (`n <= c_batch` and
+/// `count * c_batch <= ldc`) or they follow one another (`c_batch >= (m - 1) * ldc + n`).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_batched(
+    count: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: Strided,
+    b: Strided,
+    beta: f32,
+    c: &mut [f32],
+    c_batch: usize,
+    ldc: usize,
+) {
+    if count == 0 || m == 0 || n == 0 {
+        return;
+    }
+    let interleaved = n <= c_batch && count * c_batch <= ldc;
+    let blocked = c_batch >= (m - 1) * ldc + n;
+    assert!(n <= ldc && (count == 1 || interleaved || blocked), "sgemm_batched: the C matrices overlap");
+    assert!((count - 1) * c_batch + (m - 1) * ldc + n <= c.len(), "sgemm_batched: C too small");
+    let operands: Vec<(Operand, Operand)> = (0..count).map(|t| (a.operand(t, m, k), b.operand(t, k, n))).collect();
+    let c_ptr = c.as_mut_ptr();
+    let products: Vec<Product> = operands
+        .into_iter()
+        .enumerate()
+        // SAFETY: `t * c_batch` is within `c`, checked above.
+        .map(|(t, (a, b))| Product { a, b, c: unsafe { c_ptr.add(t * c_batch) }, ldc })
+        .collect();
+    let run = |p: &Product| {
+        // SAFETY: the operands were checked to lie in their slices, the C matrices lie in `c`
+        // and do not overlap one another (checked above), and C is a distinct &mut slice.
+        unsafe { serial_product(*p, m, n, k, alpha, beta) }
+    };
+    if rayon::current_num_threads() == 1 || count * m * n * k < PARALLEL_MIN_MACS {
+        products.iter().for_each(run);
+    } else {
+        products.par_iter().for_each(run);
+    }
+}
+
 /// `sgemm_serial` through `matrixmultiply`, whatever the CPU: the reference our kernel is tested against.
 #[cfg(test)]
 #[allow(clippy::too_many_arguments)]
