@@ -46,6 +46,9 @@ pub struct BenchArgs {
     /// GEMM and convolution GFLOP/s for the paper's shapes instead of a training step.
     #[arg(long)]
     pub kernels: bool,
+    /// Also print where the timed steps went: time per op kind, forward and backward.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// What `sph bench --json` prints for a training step.
@@ -115,7 +118,9 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
     s.batch_size = args.batch_size;
     s.validate()?;
     let model = models::build(&name, &model_config(&s, classes)?)?;
-    let mut rates = step_rates(model, &s, classes, args.warmup, args.steps)?;
+    engine::profile::enable(false);
+    let mut rates = step_rates(model, &s, classes, args.warmup, args.steps, args.profile)?;
+    let step_seconds: f64 = rates.iter().map(|r| args.batch_size as f64 / r).sum::<f64>() / rates.len() as f64;
     let (median, min, max) = median_min_max(&mut rates);
     let report = StepReport {
         model: name,
@@ -144,12 +149,41 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
             report.cpu_features.join(" ")
         );
     }
+    if args.profile {
+        print_profile(args.steps, step_seconds);
+    }
     Ok(())
+}
+
+/// The op profile of the timed steps: per op kind, forward and backward milliseconds per step
+/// and their share of the mean step; what no op accounts for (optimizer, tape) last.
+fn print_profile(steps: usize, step_seconds: f64) {
+    let mut ops = engine::profile::collected();
+    ops.sort_by_key(|op| std::cmp::Reverse(op.1.forward + op.1.backward));
+    let per_step = |d: std::time::Duration| d.as_secs_f64() * 1e3 / steps as f64;
+    let step_ms = step_seconds * 1e3;
+    println!("{:<24} {:>8} {:>12} {:>12} {:>8}", "op", "calls", "forward ms", "backward ms", "share");
+    let mut counted = 0.0;
+    for (name, t) in &ops {
+        let (f, b) = (per_step(t.forward), per_step(t.backward));
+        counted += f + b;
+        println!("{name:<24} {:>8} {f:>12.2} {b:>12.2} {:>7.1}%", t.calls / steps, 100.0 * (f + b) / step_ms);
+    }
+    let rest = step_ms - counted;
+    println!("{:<24} {:>8} {:>12} {:>12.2} {:>7.1}%", "(optimizer, tape, rest)", "", "", rest, 100.0 * rest / step_ms);
+    println!("{:<24} {:>8} {:>12} {:>12.2}", "mean step", "", "", step_ms);
 }
 
 /// Images/s of each of `steps` training steps (after `warmup` more) of `model` with settings
 /// `s` at its batch size, on synthetic data of the model's input shape.
-fn step_rates(model: models::Model, s: &Settings, classes: usize, warmup: usize, steps: usize) -> Result<Vec<f64>> {
+fn step_rates(
+    model: models::Model,
+    s: &Settings,
+    classes: usize,
+    warmup: usize,
+    steps: usize,
+    profile: bool,
+) -> Result<Vec<f64>> {
     let shape = model.input_shape();
     let batch = s.batch_size;
     let mut trainer = Trainer::from_settings(model, s)?;
@@ -160,12 +194,16 @@ fn step_rates(model: models::Model, s: &Settings, classes: usize, warmup: usize,
     let labels: Vec<usize> = (0..batch).map(|_| rng.gen_range(0..classes)).collect();
     let mut rates = Vec::with_capacity(steps);
     for step in 0..warmup + steps {
+        if profile && step == warmup {
+            engine::profile::enable(true);
+        }
         let started = Instant::now();
         trainer.step(x.clone(), &labels, 0, step, |_| {})?;
         if step >= warmup {
             rates.push(batch as f64 / started.elapsed().as_secs_f64().max(1e-12));
         }
     }
+    engine::profile::enable(false);
     Ok(rates)
 }
 
@@ -173,7 +211,7 @@ fn step_rates(model: models::Model, s: &Settings, classes: usize, warmup: usize,
 /// one warm-up step: what `sph reproduce` plans with.
 pub fn step_rate(s: &Settings, classes: usize) -> Result<f64> {
     let model = models::build(&s.model, &model_config(s, classes)?)?;
-    let mut rates = step_rates(model, s, classes, 1, 2)?;
+    let mut rates = step_rates(model, s, classes, 1, 2, false)?;
     Ok(median_min_max(&mut rates).0)
 }
 

@@ -50,6 +50,8 @@ pub struct Graph<'p> {
     seed: u64,
     /// Gradients of leaf nodes created with [`Graph::variable`], kept after backward.
     pub(crate) leaf_grads: Vec<Option<Tensor>>,
+    /// When the last node was pushed, while [`crate::profile`] collects.
+    last_push: Option<std::time::Instant>,
 }
 
 /// Read access to every value on the tape, for backward functions.
@@ -143,7 +145,7 @@ fn node_grad(node_grads: &mut [Option<Tensor>], i: usize) -> &mut [f32] {
 impl<'p> Graph<'p> {
     /// A new, empty tape over `params`. `seed` drives dropout masks for this pass.
     pub fn new(params: &'p mut ParamStore, mode: Mode, seed: u64) -> Self {
-        Graph { params, nodes: Vec::new(), mode, seed, leaf_grads: Vec::new() }
+        Graph { params, nodes: Vec::new(), mode, seed, leaf_grads: Vec::new(), last_push: crate::profile::clock() }
     }
 
     /// The mode this graph runs in.
@@ -207,6 +209,10 @@ impl<'p> Graph<'p> {
     }
 
     fn push_node(&mut self, op: Op, value: Tensor, needs_grad: bool) -> Var {
+        if let Some(start) = self.last_push {
+            crate::profile::add(op.name(), start.elapsed(), false);
+            self.last_push = crate::profile::clock();
+        }
         self.nodes.push(Node { op, value, needs_grad });
         Var(self.nodes.len() - 1)
     }

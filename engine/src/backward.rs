@@ -36,6 +36,7 @@ impl Graph<'_> {
             let values = Values { nodes: &self.nodes, params: &params.values, current: i };
             let mut grads = Grads { nodes: &self.nodes, node_grads: &mut node_grads, param_grads: &mut params.grads };
             let (g, dy) = (&mut grads, dy.data());
+            let clock = crate::profile::clock();
             match &node.op {
                 Op::Leaf | Op::Param(_) => unreachable!("skipped above"),
                 Op::Linear(s) => s.backward(&values, g, dy),
@@ -56,6 +57,9 @@ impl Graph<'_> {
                 Op::SoftmaxCrossEntropy(s) => s.backward(&values, g, dy),
                 Op::Spherize(s) => s.backward(&values, g, dy),
                 Op::Angular(s) => s.backward(&values, g, dy),
+            }
+            if let Some(start) = clock {
+                crate::profile::add(node.op.name(), start.elapsed(), true);
             }
         }
         // Keep the gradients of variables (leaves that asked for one) for the caller.

@@ -19,6 +19,7 @@ pub mod kernels;
 mod op;
 pub mod ops;
 pub mod params;
+pub mod profile;
 pub mod tensor;
 
 pub use autograd::{Graph, Mode, Var};

@@ -101,6 +101,8 @@ pub struct BatchNorm {
     ids: BatchNormIds,
     momentum: f32,
     eps: f32,
+    /// Whether a ReLU is fused in ([`Sequential::push_batch_norm_relu`]).
+    relu: bool,
 }
 
 impl BatchNorm {
@@ -113,13 +115,27 @@ impl BatchNorm {
             running_mean: store.add_buffer(format!("{name}.running_mean"), Tensor::zeros(&[channels])),
             running_var: store.add_buffer(format!("{name}.running_var"), Tensor::ones(&[channels])),
         };
-        BatchNorm { ids, momentum: 0.1, eps: 1e-5 }
+        BatchNorm { ids, momentum: 0.1, eps: 1e-5, relu: false }
     }
 }
 
 impl Module for BatchNorm {
     fn forward(&self, g: &mut Graph, x: Var) -> Result<Var> {
-        g.batch_norm(x, self.ids, self.momentum, self.eps)
+        if self.relu {
+            g.batch_norm_relu(x, self.ids, self.momentum, self.eps)
+        } else {
+            g.batch_norm(x, self.ids, self.momentum, self.eps)
+        }
+    }
+}
+
+/// The place of a ReLU that the batch-norm before it computes ([`Sequential::push_batch_norm_relu`]):
+/// it passes its input on, and keeps the ReLU's index among the children.
+struct FusedReLU;
+
+impl Module for FusedReLU {
+    fn forward(&self, _g: &mut Graph, x: Var) -> Result<Var> {
+        Ok(x)
     }
 }
 
@@ -208,6 +224,14 @@ impl Sequential {
     /// Appends a module.
     pub fn push(&mut self, m: impl Module + 'static) {
         self.layers.push(Box::new(m));
+    }
+
+    /// Appends a batch-norm and a ReLU, computed as one fused op (one pass over memory instead
+    /// of two, one tensor instead of two); the ReLU still takes its index among the children,
+    /// so that the children after it keep PyTorch's names.
+    pub fn push_batch_norm_relu(&mut self, bn: BatchNorm) {
+        self.push(BatchNorm { relu: true, ..bn });
+        self.push(FusedReLU);
     }
 
     /// Number of children.

@@ -29,7 +29,7 @@ pub(crate) enum Op {
     MaxPool2d(MaxPoolSaved),
     /// Average pooling.
     AvgPool2d(AvgPoolSaved),
-    /// Batch normalization in training mode.
+    /// Batch normalization in training mode (optionally with a ReLU fused in).
     BatchNorm(BatchNormSaved),
     /// Inverted dropout.
     Dropout(DropoutSaved),
@@ -55,6 +55,35 @@ pub(crate) enum Op {
     Spherize(SpherizeSaved),
     /// Angle-based projection of rows onto weight rows.
     Angular(AngularSaved),
+}
+
+impl Op {
+    /// The op's name, for profiles.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Op::Leaf => "leaf",
+            Op::Param(_) => "param",
+            Op::Linear(_) => "linear",
+            Op::Matmul(_) => "matmul",
+            Op::Conv2d(_) => "conv2d",
+            Op::MaxPool2d(_) => "max_pool2d",
+            Op::AvgPool2d(_) => "avg_pool2d",
+            Op::BatchNorm(s) if s.relu => "batch_norm_relu",
+            Op::BatchNorm(_) => "batch_norm",
+            Op::Dropout(_) => "dropout",
+            Op::Relu(_) => "relu",
+            Op::Sigmoid(_) => "sigmoid",
+            Op::Tanh(_) => "tanh",
+            Op::Add(_) => "add",
+            Op::Mul(_) => "mul",
+            Op::Scale(_) => "scale",
+            Op::Sum(_) => "sum",
+            Op::Reshape(_) => "reshape",
+            Op::SoftmaxCrossEntropy(_) => "softmax_cross_entropy",
+            Op::Spherize(_) => "spherize",
+            Op::Angular(_) => "angular",
+        }
+    }
 }
 
 /// `y = x W^T + b`: the inputs.
@@ -96,7 +125,7 @@ pub(crate) struct AvgPoolSaved {
     pub(crate) window: Window,
 }
 
-/// Batch-norm: per-channel batch mean and 1/std.
+/// Batch-norm: per-channel batch mean and 1/std, and whether a ReLU was fused in.
 #[derive(Debug)]
 pub(crate) struct BatchNormSaved {
     pub(crate) x: Var,
@@ -104,6 +133,7 @@ pub(crate) struct BatchNormSaved {
     pub(crate) beta: Var,
     pub(crate) mean: Vec<f32>,
     pub(crate) inv_std: Vec<f32>,
+    pub(crate) relu: bool,
 }
 
 /// Dropout: the mask, 0 or 1/(1-p) per element.

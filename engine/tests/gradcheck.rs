@@ -211,6 +211,49 @@ fn batch_norm_training_2d_and_1d() {
     });
 }
 
+/// The fused op against the two ops it replaces: the same values and the same gradients of
+/// the input and both parameters (a finite-difference check would trip on outputs near the
+/// ReLU's kink; each of the two ops has its own check above and below).
+#[test]
+fn batch_norm_relu_equals_batch_norm_then_relu() {
+    let (store, ids) = bn_store(3);
+    let x = rand_t(&[4, 3, 3, 5], 8);
+    let r = rand_t(&[4 * 3 * 3 * 5], 9);
+    let run = |fused: bool| {
+        let mut store = store.clone();
+        let mut g = Graph::new(&mut store, Mode::Train, 7);
+        let xv = g.variable(x.clone());
+        let y = if fused {
+            g.batch_norm_relu(xv, ids, 0.1, 1e-5).unwrap()
+        } else {
+            let bn = g.batch_norm(xv, ids, 0.1, 1e-5).unwrap();
+            g.relu(bn)
+        };
+        let out = g.value(y).data().to_vec();
+        let flat = g.reshape(y, &[r.len()]).unwrap();
+        let rv = g.input(r.clone());
+        let prod = g.mul(flat, rv).unwrap();
+        let loss = g.sum(prod);
+        g.backward(loss).unwrap();
+        let dx = g.grad(xv).unwrap().data().to_vec();
+        drop(g);
+        let (dg, db) = (store.grad(ids.gamma).data().to_vec(), store.grad(ids.beta).data().to_vec());
+        (out, dx, dg, db)
+    };
+    let (fused, plain) = (run(true), run(false));
+    assert!(fused.0.iter().any(|&v| v == 0.0) && fused.0.iter().any(|&v| v > 0.0), "both sides of the kink");
+    for (name, a, b) in [
+        ("y", &fused.0, &plain.0),
+        ("dx", &fused.1, &plain.1),
+        ("dgamma", &fused.2, &plain.2),
+        ("dbeta", &fused.3, &plain.3),
+    ] {
+        for (i, (u, v)) in a.iter().zip(b.iter()).enumerate() {
+            assert!((u - v).abs() <= 1e-6 * (1.0 + v.abs()), "{name}[{i}]: fused {u} vs separate {v}");
+        }
+    }
+}
+
 #[test]
 fn elementwise_ops() {
     check("relu", ParamStore::new(), vec![spaced_t(&[3, 4], 1)], &|g, v| g.relu(v[0]));

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use engine::nn::{AngularLinear, BatchNorm, Conv2d, Linear, Module, ReLU, Sequential, SpherizedLinear};
+use engine::nn::{AngularLinear, BatchNorm, Conv2d, Linear, Module, Sequential, SpherizedLinear};
 use engine::{EngineError, Graph, Mode, ParamStore, Result, Tensor, Var};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -309,13 +309,13 @@ impl<'c> Builder<'c> {
         conv
     }
 
-    /// Conv 3x3 (padding 1) + batch-norm + ReLU appended to `seq` as three children.
+    /// Conv 3x3 (padding 1) + batch-norm + ReLU appended to `seq` as three children (the
+    /// batch-norm and the ReLU computed as one fused op).
     pub(crate) fn push_conv_bn_relu(&mut self, seq: &mut Sequential, c_in: usize, c_out: usize, init: ConvInit) {
         let conv = self.conv(&seq.next_name(), c_in, c_out, 3, 1, init);
         seq.push(conv);
         let bn = BatchNorm::new(&mut self.store, &seq.next_name(), c_out);
-        seq.push(bn);
-        seq.push(ReLU);
+        seq.push_batch_norm_relu(bn);
     }
 
     /// Spherization (n -> n+1) and a bias-free n+1 -> m map named `{name}.sph.*`, `{name}.layer.weight`.

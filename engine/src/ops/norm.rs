@@ -50,11 +50,22 @@ impl Graph<'_> {
     /// statistics, and the running ones move by `momentum` (PyTorch's 0.1); evaluation:
     /// running statistics.
     pub fn batch_norm(&mut self, x: Var, ids: BatchNormIds, momentum: f32, eps: f32) -> Result<Var> {
+        self.batch_norm_maybe_relu(x, ids, momentum, eps, false)
+    }
+
+    /// `max(batch_norm(x), 0)` in one pass, forward and backward: what a batch-norm followed
+    /// by a ReLU computes, without the ReLU's own pass over memory and its output tensor.
+    pub fn batch_norm_relu(&mut self, x: Var, ids: BatchNormIds, momentum: f32, eps: f32) -> Result<Var> {
+        self.batch_norm_maybe_relu(x, ids, momentum, eps, true)
+    }
+
+    fn batch_norm_maybe_relu(&mut self, x: Var, ids: BatchNormIds, momentum: f32, eps: f32, relu: bool) -> Result<Var> {
         let shape = self.shape(x).to_vec();
         let channels = self.params().value(ids.gamma).len();
         let dims = channel_layout(&shape).filter(|d| d.1 == channels).ok_or_else(|| {
             EngineError::Shape(format!("batch_norm: input {shape:?} does not fit {channels} channels (expected [N, {channels}] or [N, {channels}, H, W])"))
         })?;
+        let (gamma, beta) = (self.param(ids.gamma), self.param(ids.beta));
         let (n, c, hw) = dims;
         let count = n * hw;
         let (mean, inv_std): (Vec<f32>, Vec<f32>) = if self.is_training() {
@@ -91,75 +102,89 @@ impl Graph<'_> {
         let mut y = Tensor::zeros(&shape);
         {
             let p = self.params();
-            let (gamma, beta) = (p.value(ids.gamma).data(), p.value(ids.beta).data());
+            let (gv, bv) = (p.value(ids.gamma).data(), p.value(ids.beta).data());
             let xv = self.value(x).data();
+            let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
             y.data_mut().par_chunks_mut(hw).zip(xv.par_chunks(hw)).enumerate().for_each(|(plane, (y_p, x_p))| {
                 let ch = plane % c;
-                let scale = gamma[ch] * inv_std[ch];
-                let shift = beta[ch] - mean[ch] * scale;
+                let scale = gv[ch] * inv_std[ch];
+                let shift = bv[ch] - mean[ch] * scale;
                 for (o, &v) in y_p.iter_mut().zip(x_p) {
-                    *o = v * scale + shift;
+                    *o = (v * scale + shift).max(floor);
                 }
             });
         }
-        let (gamma, beta) = (self.param(ids.gamma), self.param(ids.beta));
-        if !self.is_training() {
-            return Ok(self.record(Op::Leaf, y, &[]));
-        }
-        Ok(self.record(Op::BatchNorm(BatchNormSaved { x, gamma, beta, mean, inv_std }), y, &[x, gamma, beta]))
+        Ok(self.record(Op::BatchNorm(BatchNormSaved { x, gamma, beta, mean, inv_std, relu }), y, &[x, gamma, beta]))
     }
 }
 
 /// With xhat = (x - mean) inv_std, per channel over the M = N*H*W values:
 /// dbeta = sum dy;  dgamma = sum dy xhat;  dx = gamma inv_std (dy - dbeta/M - xhat dgamma/M)
-/// (the batch statistics depend on x, which gives the two subtracted terms).
+/// (the batch statistics depend on x, which gives the two subtracted terms). With a fused
+/// ReLU, dy is first zeroed where the output was clamped, i.e. where gamma xhat + beta <= 0
+/// (recomputed from x, as the forward computed it).
 #[allow(clippy::too_many_arguments)]
 impl BatchNormSaved {
     pub(crate) fn backward(&self, values: &Values, grads: &mut Grads, dy: &[f32]) {
+        if self.relu {
+            self.backward_gated::<true>(values, grads, dy)
+        } else {
+            self.backward_gated::<false>(values, grads, dy)
+        }
+    }
+
+    /// The backward pass, with `RELU` fixed at compile time so that the mask is a select the
+    /// loops vectorize (or nothing at all).
+    fn backward_gated<const RELU: bool>(&self, values: &Values, grads: &mut Grads, dy: &[f32]) {
         let (x, gamma, beta, mean, inv_std) = (self.x, self.gamma, self.beta, &self.mean[..], &self.inv_std[..]);
         let xv = values.get(x);
         let dims = channel_layout(xv.shape()).expect("checked in forward");
         let (n, c, hw) = dims;
         let count = (n * hw) as f64;
         let xd = xv.data();
-        let xhat = |ch: usize, v: f32| (v - mean[ch]) * inv_std[ch];
-        // Per channel, in one pass over dy and x: (sum dy, sum dy xhat).
+        let (gamma_v, beta_v) = (values.get(gamma).data(), values.get(beta).data());
+        // The forward's affine map per channel, computed as it was, for the ReLU's mask.
+        let scale: Vec<f32> = (0..c).map(|ch| gamma_v[ch] * inv_std[ch]).collect();
+        let shift: Vec<f32> = (0..c).map(|ch| beta_v[ch] - mean[ch] * scale[ch]).collect();
+        // dy where the output was not clamped by the fused ReLU.
+        let gated = |d: f32, v: f32, sc: f32, sh: f32| if RELU && v * sc + sh <= 0.0 { 0.0 } else { d };
+        // Per channel, in one pass over dy and x: (sum dy, sum dy xhat), in eight f64 lanes each.
         let (dbeta, dgamma): (Vec<f64>, Vec<f64>) = (0..c)
             .into_par_iter()
             .map(|ch| {
-                let (mut sum_dy, mut sum_dy_xhat) = (0.0, 0.0);
+                let (m, s, sc, sh) = (mean[ch], inv_std[ch], scale[ch], shift[ch]);
+                let (mut sum_dy, mut sum_dy_xhat) = ([0.0f64; 8], [0.0f64; 8]);
+                let mut tail = (0.0f64, 0.0f64);
                 for i in 0..n {
                     let r = (i * c + ch) * hw..(i * c + ch + 1) * hw;
                     let (dy_p, x_p) = (&dy[r.clone()], &xd[r]);
-                    sum_dy += sum_f64(dy_p, |d| d as f64);
                     // sum dy (x - mean) inv_std, as (sum dy x - mean sum dy) inv_std would cancel.
-                    let mut lanes = [0.0f64; 8];
                     let (dy_c, x_c) = (dy_p.chunks_exact(8), x_p.chunks_exact(8));
-                    let tail: f64 = dy_c
-                        .remainder()
-                        .iter()
-                        .zip(x_c.remainder())
-                        .map(|(&d, &v)| d as f64 * xhat(ch, v) as f64)
-                        .sum();
+                    for (&d, &v) in dy_c.remainder().iter().zip(x_c.remainder()) {
+                        let d = gated(d, v, sc, sh) as f64;
+                        tail.0 += d;
+                        tail.1 += d * ((v - m) * s) as f64;
+                    }
                     for (d8, v8) in dy_c.zip(x_c) {
-                        for ((acc, &d), &v) in lanes.iter_mut().zip(d8).zip(v8) {
-                            *acc += d as f64 * xhat(ch, v) as f64;
+                        for l in 0..8 {
+                            let d = gated(d8[l], v8[l], sc, sh) as f64;
+                            sum_dy[l] += d;
+                            sum_dy_xhat[l] += d * ((v8[l] - m) * s) as f64;
                         }
                     }
-                    sum_dy_xhat += lanes.iter().sum::<f64>() + tail;
                 }
-                (sum_dy, sum_dy_xhat)
+                (sum_dy.iter().sum::<f64>() + tail.0, sum_dy_xhat.iter().sum::<f64>() + tail.1)
             })
             .unzip();
-        let gamma_v = values.get(gamma).data();
         if let Some(dx) = grads.slot(x) {
             dx.par_chunks_mut(hw).zip(dy.par_chunks(hw).zip(xd.par_chunks(hw))).enumerate().for_each(
                 |(plane, (dx_p, (dy_p, x_p)))| {
                     let ch = plane % c;
-                    let k = gamma_v[ch] * inv_std[ch];
+                    let (m, s, sc, sh) = (mean[ch], inv_std[ch], scale[ch], shift[ch]);
+                    let k = gamma_v[ch] * s;
                     let (mb, mg) = ((dbeta[ch] / count) as f32, (dgamma[ch] / count) as f32);
                     for ((o, &d), &v) in dx_p.iter_mut().zip(dy_p).zip(x_p) {
-                        *o += k * (d - mb - xhat(ch, v) * mg);
+                        *o += k * (gated(d, v, sc, sh) - mb - (v - m) * s * mg);
                     }
                 },
             );

@@ -37,23 +37,10 @@ impl Graph<'_> {
         y.data_mut().par_chunks_mut(oh * ow).zip(argmax.par_chunks_mut(oh * ow)).enumerate().for_each(
             |(p, (y_p, arg_p))| {
                 let x_p = &xv[p * plane_in..(p + 1) * plane_in];
-                for (o, (yv, av)) in y_p.iter_mut().zip(arg_p.iter_mut()).enumerate() {
-                    let (oy, ox) = (o / ow, o % ow);
-                    let corner = oy * stride * g.width + ox * stride;
-                    // Local best and index: the window is scanned row by row, the first value
-                    // seen wins ties, and NaN always wins, so it propagates as in PyTorch.
-                    let (mut best, mut at) = (x_p[corner], corner);
-                    for ky in 0..kernel {
-                        let row_start = corner + ky * g.width;
-                        for (kx, &v) in x_p[row_start..row_start + kernel].iter().enumerate() {
-                            if v > best || v.is_nan() {
-                                best = v;
-                                at = row_start + kx;
-                            }
-                        }
-                    }
-                    *yv = best;
-                    *av = at as u32;
+                if kernel == 2 && stride == 2 {
+                    max_pool_2x2(x_p, g.width, ow, y_p, arg_p);
+                } else {
+                    max_pool_plane(x_p, &g, y_p, arg_p);
                 }
             },
         );
@@ -84,6 +71,54 @@ impl Graph<'_> {
             }
         });
         Ok(self.record(Op::AvgPool2d(AvgPoolSaved { x, window: g }), y, &[x]))
+    }
+}
+
+/// The windows of one plane: maxima into `y`, the winners' indices into `argmax`. Each window
+/// is scanned row by row, the first value seen wins ties, and NaN always wins, so it
+/// propagates as in PyTorch.
+fn max_pool_plane(x: &[f32], g: &Window, y: &mut [f32], argmax: &mut [u32]) {
+    let (ow, kernel, stride) = (g.out_w(), g.kernel_h, g.stride);
+    for (o, (yv, av)) in y.iter_mut().zip(argmax.iter_mut()).enumerate() {
+        let (oy, ox) = (o / ow, o % ow);
+        let corner = oy * stride * g.width + ox * stride;
+        let (mut best, mut at) = (x[corner], corner);
+        for ky in 0..kernel {
+            let row_start = corner + ky * g.width;
+            for (kx, &v) in x[row_start..row_start + kernel].iter().enumerate() {
+                if v > best || v.is_nan() {
+                    best = v;
+                    at = row_start + kx;
+                }
+            }
+        }
+        *yv = best;
+        *av = at as u32;
+    }
+}
+
+/// The 2x2, stride-2 windows of one plane (what every network here uses), with the general
+/// path's rules (row by row, the first value wins ties, NaN always wins), written as selects
+/// over whole rows so that they vectorize.
+fn max_pool_2x2(x: &[f32], width: usize, ow: usize, y: &mut [f32], argmax: &mut [u32]) {
+    for (oy, (y_row, a_row)) in y.chunks_exact_mut(ow).zip(argmax.chunks_exact_mut(ow)).enumerate() {
+        let top = 2 * oy * width;
+        let (r0, r1) = (&x[top..top + 2 * ow], &x[top + width..top + width + 2 * ow]);
+        for ox in 0..ow {
+            let (a, b, c, d) = (r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]);
+            let (mut best, mut at) = (a, 0);
+            if b > best || b.is_nan() {
+                (best, at) = (b, 1);
+            }
+            if c > best || c.is_nan() {
+                (best, at) = (c, width);
+            }
+            if d > best || d.is_nan() {
+                (best, at) = (d, width + 1);
+            }
+            y_row[ox] = best;
+            a_row[ox] = (top + 2 * ox + at) as u32;
+        }
     }
 }
 
@@ -123,5 +158,34 @@ impl AvgPoolSaved {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 2x2 path gives the general path's maxima and winners, ties and NaNs included, on
+    /// even and odd plane sizes.
+    #[test]
+    fn two_by_two_path_matches_the_general_one() {
+        for (h, w) in [(4, 6), (5, 7), (2, 2), (3, 9)] {
+            let g = Window { channels: 1, height: h, width: w, kernel_h: 2, kernel_w: 2, stride: 2, padding: 0 };
+            // Few distinct values (many ties), a NaN now and then, and negative zeros.
+            let x: Vec<f32> = (0..h * w)
+                .map(|i| match i * 7 % 11 {
+                    0 => f32::NAN,
+                    1 => -0.0,
+                    k => (k % 3) as f32 - 1.0,
+                })
+                .collect();
+            let n = g.out_h() * g.out_w();
+            let (mut y1, mut a1, mut y2, mut a2) = (vec![0.0; n], vec![0; n], vec![0.0; n], vec![0; n]);
+            max_pool_plane(&x, &g, &mut y1, &mut a1);
+            max_pool_2x2(&x, w, g.out_w(), &mut y2, &mut a2);
+            assert_eq!(a1, a2, "{h}x{w}: winners");
+            let bits = |y: &[f32]| y.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&y1), bits(&y2), "{h}x{w}: maxima");
+        }
     }
 }
