@@ -17,8 +17,11 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// Smaller buffers come and go through the allocator's own free lists quickly enough.
-pub(crate) const MIN_LEN: usize = 1 << 16;
+/// Smaller buffers come and go through the allocator's own free lists quickly enough. Larger
+/// ones the allocator maps fresh from the system (above 128 KB at first), and a zeroed fresh
+/// mapping is first read as the shared zero page, then faults again on the first write, which
+/// flushes the other cores' TLBs: on a LeNet step, that cost more than its fully connected layers.
+pub(crate) const MIN_LEN: usize = 1 << 12;
 /// At most this many floats (1 GiB) wait in the pool.
 pub(crate) const MAX_POOLED: usize = 1 << 28;
 
@@ -176,6 +179,37 @@ pub fn release_all() {
             pool.clear();
         }
     }
+}
+
+/// Runs `f` with a thread-local buffer of `len` floats starting on a 64-byte boundary (so that
+/// no vector load straddles two cache lines), kept from call to call: for kernels that need
+/// scratch on every call and must not pay an allocation (and the allocator's page faults and
+/// returns of memory to the system) each time. Its contents are whatever the last user left.
+/// The kernels that use it never call back into rayon, so the buffer is never borrowed twice;
+/// should that change, a nested call gets a fresh buffer.
+pub(crate) fn with_thread_buffer<R>(
+    key: &'static std::thread::LocalKey<std::cell::RefCell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    let aligned = |buf: &mut Vec<f32>| -> std::ops::Range<usize> {
+        if buf.len() < len + 16 {
+            buf.resize(len + 16, 0.0);
+        }
+        let skip = buf.as_ptr().align_offset(64);
+        skip..skip + len
+    };
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            let range = aligned(&mut buf);
+            f(&mut buf[range])
+        }
+        Err(_) => {
+            let mut buf = Vec::new();
+            let range = aligned(&mut buf);
+            f(&mut buf[range])
+        }
+    })
 }
 
 /// A scratch buffer from the pool that goes back to it when dropped.

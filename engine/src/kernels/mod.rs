@@ -1,6 +1,7 @@
 //! Plain functions on slices: matrix products, im2col, elementwise loops, the spherization map.
 //! Nothing in here knows about autograd.
 
+pub(crate) mod direct;
 mod gemm;
 pub(crate) mod im2col;
 pub(crate) mod parallel;

@@ -2,7 +2,9 @@
 //!
 //! - 3x3 kernels at stride 1 with at least 16 input channels (every VGG and CNN-9 layer but
 //!   the first): Winograd F(2x2, 3x3) (`kernels::winograd`), 2.25x fewer multiply-adds.
-//! - Everything else (LeNet's 5x5 layers, 3-channel first layers, strides): im2col + GEMM,
+//! - Other stride-1 layers with at most 150 im2col rows (LeNet's 5x5 layers, 3-channel first
+//!   layers): a direct convolution (`kernels::direct`), 8 output channels per register block.
+//! - Everything else (strides, wide kernels over many channels): im2col + GEMM,
 //!   parallel over groups of images whose column matrices sit side by side in one wide
 //!   matrix [C*k*k, group*Ho*Wo], so that late layers with tiny feature maps (4x4, 2x2) still
 //!   give the GEMM enough columns to run at speed.
@@ -13,7 +15,7 @@ use crate::autograd::{Grads, Graph, Values, Var};
 use crate::buffers::Scratch;
 use crate::error::{EngineError, Result};
 use crate::kernels::im2col::{col2im_add, im2col};
-use crate::kernels::{sgemm_serial, winograd, Trans, Window};
+use crate::kernels::{direct, sgemm_serial, winograd, Trans, Window};
 use crate::op::{Conv2dSaved, Op};
 use crate::tensor::Tensor;
 
@@ -91,6 +93,8 @@ impl Graph<'_> {
         let bias = b.map(|b| self.value(b).data());
         if winograd::applies(&window) {
             winograd::conv_forward(xv, wv, bias, &window, batch, c_out, y.data_mut());
+        } else if direct::applies(&window) {
+            direct::conv_forward(xv, wv, bias, &window, c_out, y.data_mut());
         } else {
             im2col_forward(xv, wv, bias, &window, c_out, y.data_mut());
         }
@@ -117,6 +121,9 @@ impl Conv2dSaved {
         if winograd::applies(window) {
             let (dx, dw) = grads.two_slots(x, w);
             winograd::conv_backward(xv.data(), wv.data(), dy, window, batch, c_out, dx, dw);
+        } else if direct::applies(window) {
+            let (dx, dw) = grads.two_slots(x, w);
+            direct::conv_backward(xv.data(), wv.data(), dy, window, batch, c_out, dx, dw);
         } else {
             im2col_backward(xv.data(), wv.data(), dy, window, c_out, grads, x, w);
         }

@@ -22,6 +22,7 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 use super::Operand;
+use crate::buffers::with_thread_buffer as with_buffer;
 
 /// Rows of C per micro-kernel tile (each broadcast from the A panel).
 const MR: usize = 12;
@@ -44,34 +45,6 @@ thread_local! {
 /// Whether this CPU can run the kernels of this module (checked at run time, cached by std).
 pub fn available() -> bool {
     is_x86_feature_detected!("avx512f")
-}
-
-/// Runs `f` with a thread-local buffer of `len` floats starting on a 64-byte boundary (so that
-/// no packed vector load straddles two cache lines). The kernels never call back into rayon, so
-/// the buffer is never borrowed twice; should that change, a nested call gets a fresh buffer.
-fn with_buffer<R>(
-    key: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
-    len: usize,
-    f: impl FnOnce(&mut [f32]) -> R,
-) -> R {
-    let aligned = |buf: &mut Vec<f32>| -> std::ops::Range<usize> {
-        if buf.len() < len + 16 {
-            buf.resize(len + 16, 0.0);
-        }
-        let skip = buf.as_ptr().align_offset(64);
-        skip..skip + len
-    };
-    key.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            let range = aligned(&mut buf);
-            f(&mut buf[range])
-        }
-        Err(_) => {
-            let mut buf = Vec::new();
-            let range = aligned(&mut buf);
-            f(&mut buf[range])
-        }
-    })
 }
 
 /// `C[m,n] = alpha * A[m,k] @ B[k,n] + beta * C` on the calling thread, with A and B strided

@@ -1,0 +1,430 @@
+//! Direct convolution for stride-1 layers with few input rows (`C * k * k <= 150`: LeNet's
+//! 5x5 layers, the 3-channel first layers of VGG and CNN-9), where im2col + GEMM moves more
+//! memory than it computes and a GEMM tile of 12 output channels is half empty.
+//!
+//! Each image's input is copied into a zero-padded plane per channel, `wp = W + 2p` wide. In
+//! that layout an output pixel (oy, ox) and its kernel offset (ky, kx) read input element
+//! `q + ky * wp + kx` with `q = oy * wp + ox`: for a fixed offset the whole output plane is one
+//! shifted run of the input. Outputs are therefore computed on the padded width (`ho * wp`
+//! positions, of which `ox < wo` are kept), in strips of 16 positions with up to 8 output
+//! channels accumulated in registers: per input channel and offset, one load of 16 inputs
+//! feeds 8 multiply-adds of 16 lanes. The two inner kernels are written with AVX-512
+//! intrinsics (the compiler vectorizes plain loops of this shape across the output channels,
+//! with gathers); on CPUs without AVX-512 these layers stay with im2col + GEMM.
+//!
+//! ```text
+//! forward   y[co][q]          += w[co][c][ky][kx] * xpad[c][q + ky*wp + kx]
+//! dx        = the same loop on dy padded by k-1-p, with w flipped and transposed
+//! dW        dw[co][c][ky][kx] += sum_q dy'[co][q] * xpad[c][q + ky*wp + kx]   (dy' zero where ox >= wo)
+//! ```
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::Window;
+use crate::buffers::with_thread_buffer;
+
+thread_local! {
+    /// Per-thread scratch of the forward and backward loops, kept from call to call.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Lanes per strip of output positions.
+const LANES: usize = 16;
+/// Output channels accumulated together.
+const BLOCK: usize = 8;
+/// Images per backward task, fixed so that weight-gradient partial sums are added in the same
+/// order whatever the thread count.
+const IMAGES_PER_TASK: usize = 8;
+
+/// Whether a convolution of this shape runs here: on a CPU with AVX-512 (where our own GEMM
+/// runs), stride 1, a square kernel wider than the padding, and at most 150 rows of im2col.
+pub(crate) fn applies(window: &Window) -> bool {
+    super::gemm::sgemm_backend() == "avx512"
+        && window.stride == 1
+        && window.kernel_h == window.kernel_w
+        && window.padding < window.kernel_h
+        && window.col_rows() <= 150
+}
+
+/// The padded-plane geometry of one layer.
+#[derive(Clone, Copy, Debug)]
+struct Plane {
+    channels: usize,
+    height: usize,
+    width: usize,
+    k: usize,
+    pad: usize,
+    /// Padded width: the row length of inputs and of outputs on the padded width.
+    wp: usize,
+    /// Padded height.
+    hp: usize,
+    out_h: usize,
+    out_w: usize,
+}
+
+impl Plane {
+    fn new(w: &Window) -> Self {
+        let (wp, hp) = (w.width + 2 * w.padding, w.height + 2 * w.padding);
+        Plane {
+            channels: w.channels,
+            height: w.height,
+            width: w.width,
+            k: w.kernel_h,
+            pad: w.padding,
+            wp,
+            hp,
+            out_h: w.out_h(),
+            out_w: w.out_w(),
+        }
+    }
+
+    /// Output positions on the padded width, rounded up to whole strips.
+    fn positions(&self) -> usize {
+        (self.out_h * self.wp).next_multiple_of(LANES)
+    }
+
+    /// Floats of one padded input plane, with room for the last strip's reads past its end.
+    fn padded_len(&self) -> usize {
+        (self.positions() + (self.k - 1) * (self.wp + 1)).max(self.hp * self.wp)
+    }
+
+    /// Copies one image [C, H, W] into zero-padded planes `xpad` [C][padded_len].
+    fn pad(&self, x: &[f32], xpad: &mut [f32]) {
+        xpad.fill(0.0);
+        let len = self.padded_len();
+        for (plane, dst) in x.chunks_exact(self.height * self.width).zip(xpad.chunks_exact_mut(len)) {
+            for (iy, row) in plane.chunks_exact(self.width).enumerate() {
+                dst[(iy + self.pad) * self.wp + self.pad..][..self.width].copy_from_slice(row);
+            }
+        }
+    }
+}
+
+/// The weights [Co, C, k, k] as blocks of [`BLOCK`] output channels, each [tap][BLOCK] (zero
+/// for the channels past the last), the order in which [`correlate`] reads them.
+fn blocked_weights(w: &[f32], taps: usize, c_out: usize) -> Vec<f32> {
+    let mut wb = vec![0.0f32; c_out.div_ceil(BLOCK) * taps * BLOCK];
+    for co in 0..c_out {
+        let block = &mut wb[co / BLOCK * taps * BLOCK..][..taps * BLOCK];
+        for (t, &v) in w[co * taps..(co + 1) * taps].iter().enumerate() {
+            block[t * BLOCK + co % BLOCK] = v;
+        }
+    }
+    wb
+}
+
+/// `out[co][q] = bias[co] + sum_{c, ky, kx} w[co][c][ky][kx] * xpad[c][q + ky * wp + kx]` for
+/// every position q of `out` [Co][positions]; `wb` is `w` [Co, C, k, k] as [`blocked_weights`].
+fn correlate(xpad: &[f32], g: &Plane, wb: &[f32], bias: Option<&[f32]>, c_out: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `applies` admits this module's layers only where AVX-512F runs.
+    unsafe {
+        correlate_avx512(xpad, g, wb, bias, c_out, out)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("direct convolution needs AVX-512 (see `applies`)")
+}
+
+/// [`correlate`] with 16-lane registers.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn correlate_avx512(xpad: &[f32], g: &Plane, wb: &[f32], bias: Option<&[f32]>, c_out: usize, out: &mut [f32]) {
+    let (positions, len, taps) = (g.positions(), g.padded_len(), g.channels * g.k * g.k);
+    for co0 in (0..c_out).step_by(BLOCK) {
+        let block = BLOCK.min(c_out - co0);
+        let wb = &wb[co0 * taps..(co0 + BLOCK) * taps];
+        let start: [f32; BLOCK] =
+            std::array::from_fn(|j| bias.map_or(0.0, |b| if j < block { b[co0 + j] } else { 0.0 }));
+        for q0 in (0..positions).step_by(LANES) {
+            let mut acc: [__m512; BLOCK] = std::array::from_fn(|j| _mm512_set1_ps(start[j]));
+            let mut tap = 0;
+            for c in 0..g.channels {
+                let plane = &xpad[c * len..(c + 1) * len];
+                for ky in 0..g.k {
+                    for kx in 0..g.k {
+                        let xs = &plane[q0 + ky * g.wp + kx..][..LANES];
+                        let xv = _mm512_loadu_ps(xs.as_ptr());
+                        let ws = &wb[tap * BLOCK..(tap + 1) * BLOCK];
+                        for (a, &wv) in acc.iter_mut().zip(ws) {
+                            *a = _mm512_fmadd_ps(_mm512_set1_ps(wv), xv, *a);
+                        }
+                        tap += 1;
+                    }
+                }
+            }
+            for (j, a) in acc.iter().enumerate().take(block) {
+                let dst = &mut out[(co0 + j) * positions + q0..][..LANES];
+                _mm512_storeu_ps(dst.as_mut_ptr(), *a);
+            }
+        }
+    }
+}
+
+/// `y [N, Co, Ho, Wo] = conv(x [N, C, H, W], w [Co, C, k, k]) + bias`, stride 1, in parallel
+/// over images.
+pub(crate) fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, window: &Window, c_out: usize, y: &mut [f32]) {
+    let g = Plane::new(window);
+    let (in_size, out_plane) = (g.channels * g.height * g.width, g.out_h * g.out_w);
+    let wb = blocked_weights(w, g.channels * g.k * g.k, c_out);
+    let (xpad_len, out_len) = (g.channels * g.padded_len(), c_out * g.positions());
+    y.par_chunks_mut(c_out * out_plane).enumerate().for_each(|(n, y_n)| {
+        with_thread_buffer(&SCRATCH, xpad_len + out_len, |buf| {
+            let (xpad, out) = buf.split_at_mut(xpad_len);
+            g.pad(&x[n * in_size..(n + 1) * in_size], xpad);
+            correlate(xpad, &g, &wb, bias, c_out, out);
+            keep_valid(out, &g, y_n);
+        })
+    });
+}
+
+/// Copies the valid columns (ox < Wo) of outputs on the padded width into NCHW planes.
+fn keep_valid(out: &[f32], g: &Plane, y: &mut [f32]) {
+    for (src, dst) in out.chunks_exact(g.positions()).zip(y.chunks_exact_mut(g.out_h * g.out_w)) {
+        for (oy, row) in dst.chunks_exact_mut(g.out_w).enumerate() {
+            row.copy_from_slice(&src[oy * g.wp..oy * g.wp + g.out_w]);
+        }
+    }
+}
+
+/// The gradients of [`conv_forward`] (but the bias's): `dx += d/dx`, `dw += d/dw`, each only
+/// where asked for. Images are processed in fixed tasks of [`IMAGES_PER_TASK`]; each task's
+/// partial weight gradient is added in task order.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_backward(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    window: &Window,
+    batch: usize,
+    c_out: usize,
+    dx: Option<&mut [f32]>,
+    dw: Option<&mut [f32]>,
+) {
+    let g = Plane::new(window);
+    let (in_size, out_plane) = (g.channels * g.height * g.width, g.out_h * g.out_w);
+    let taps = g.channels * g.k * g.k;
+    // dx is the forward loop over dy padded by k-1-p, with w[co][c][ky][kx] moved to
+    // wt[c][co][k-1-ky][k-1-kx]: a convolution from Co channels to C.
+    let back = Plane::new(&Window {
+        channels: c_out,
+        height: g.out_h,
+        width: g.out_w,
+        kernel_h: g.k,
+        kernel_w: g.k,
+        stride: 1,
+        padding: g.k - 1 - g.pad,
+    });
+    let kk = g.k * g.k;
+    let mut wt = vec![0.0f32; w.len()];
+    for co in 0..c_out {
+        for c in 0..g.channels {
+            for t in 0..kk {
+                wt[(c * c_out + co) * kk + (kk - 1 - t)] = w[(co * g.channels + c) * kk + t];
+            }
+        }
+    }
+    let wt = blocked_weights(&wt, c_out * kk, g.channels);
+    let zeros = vec![0.0f32; g.positions()];
+    let want_dw = dw.is_some();
+    // Scratch of one task: every image's padded input and dy on the padded width (so that the
+    // weight gradient sums a whole task before reducing its lanes), one image's padded dy and dx.
+    let lens = [
+        IMAGES_PER_TASK * g.channels * g.padded_len(),
+        IMAGES_PER_TASK * c_out * g.positions(),
+        c_out * back.padded_len(),
+        g.channels * back.positions(),
+    ];
+    let work = |(task, dx_task): (usize, Option<&mut [f32]>)| -> Vec<f32> {
+        let mut dw_part = vec![0.0f32; if want_dw { c_out * taps } else { 0 }];
+        with_thread_buffer(&SCRATCH, lens.iter().sum(), |buf| {
+            let (xpad, rest) = buf.split_at_mut(lens[0]);
+            let (dy_wide, rest) = rest.split_at_mut(lens[1]);
+            let (dypad, dx_wide) = rest.split_at_mut(lens[2]);
+            let first = task * IMAGES_PER_TASK;
+            let images = IMAGES_PER_TASK.min(batch - first);
+            let dy_task = &dy[first * c_out * out_plane..(first + images) * c_out * out_plane];
+            if want_dw {
+                let x_task = &x[first * in_size..(first + images) * in_size];
+                for (x_n, xpad_n) in
+                    x_task.chunks_exact(in_size).zip(xpad.chunks_exact_mut(g.channels * g.padded_len()))
+                {
+                    g.pad(x_n, xpad_n);
+                }
+                // dy on the padded width, zero in the columns the forward pass dropped.
+                dy_wide.fill(0.0);
+                for (src, dst) in dy_task.chunks_exact(out_plane).zip(dy_wide.chunks_exact_mut(g.positions())) {
+                    for (oy, row) in src.chunks_exact(g.out_w).enumerate() {
+                        dst[oy * g.wp..oy * g.wp + g.out_w].copy_from_slice(row);
+                    }
+                }
+                weight_gradient(xpad, dy_wide, &g, c_out, images, &zeros, &mut dw_part);
+            }
+            if let Some(dx) = dx_task {
+                for (dy_n, dx_n) in dy_task.chunks_exact(c_out * out_plane).zip(dx.chunks_exact_mut(in_size)) {
+                    back.pad(dy_n, dypad);
+                    correlate(dypad, &back, &wt, None, g.channels, dx_wide);
+                    for (src, dst) in
+                        dx_wide.chunks_exact(back.positions()).zip(dx_n.chunks_exact_mut(g.height * g.width))
+                    {
+                        for (iy, row) in dst.chunks_exact_mut(g.width).enumerate() {
+                            for (d, &s) in row.iter_mut().zip(&src[iy * back.wp..]) {
+                                *d += s;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        dw_part
+    };
+    let tasks = batch.div_ceil(IMAGES_PER_TASK);
+    let partials: Vec<Vec<f32>> = match dx {
+        Some(dx) => dx.par_chunks_mut(IMAGES_PER_TASK * in_size).enumerate().map(|(i, d)| work((i, Some(d)))).collect(),
+        None => (0..tasks).into_par_iter().map(|i| work((i, None))).collect(),
+    };
+    if let Some(dw) = dw {
+        for part in &partials {
+            for (g, &p) in dw.iter_mut().zip(part) {
+                *g += p;
+            }
+        }
+    }
+}
+
+/// `dw[co][c][ky][kx] += sum_q dy[co][q] * xpad[c][q + ky * wp + kx]` over the positions of
+/// `images` images, `xpad` [image][C][padded_len] and `dy` [image][Co][positions] on the padded
+/// width (zero where ox >= wo). Lanes of 16 positions accumulate per (co, tap) over all the
+/// images and are summed once at the end.
+fn weight_gradient(xpad: &[f32], dy: &[f32], g: &Plane, c_out: usize, images: usize, zeros: &[f32], dw: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `applies` admits this module's layers only where AVX-512F runs.
+    unsafe {
+        weight_gradient_avx512(xpad, dy, g, c_out, images, zeros, dw)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("direct convolution needs AVX-512 (see `applies`)")
+}
+
+/// [`weight_gradient`] with 16-lane registers.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn weight_gradient_avx512(
+    xpad: &[f32],
+    dy: &[f32],
+    g: &Plane,
+    c_out: usize,
+    images: usize,
+    zeros: &[f32],
+    dw: &mut [f32],
+) {
+    let (positions, len, kk) = (g.positions(), g.padded_len(), g.k * g.k);
+    let taps = g.channels * kk;
+    assert!(
+        zeros.len() >= positions && dy.len() >= images * c_out * positions && xpad.len() >= images * g.channels * len
+    );
+    for co0 in (0..c_out).step_by(BLOCK) {
+        let block = BLOCK.min(c_out - co0);
+        // Always BLOCK rows per image (zeros past the last channel), so that the inner loop has
+        // a fixed trip count; every row holds `positions` floats, read in strips of LANES.
+        let rows = |n: usize| -> [*const f32; BLOCK] {
+            std::array::from_fn(|j| {
+                if j < block {
+                    dy[(n * c_out + co0 + j) * positions..][..positions].as_ptr()
+                } else {
+                    zeros.as_ptr()
+                }
+            })
+        };
+        for c in 0..g.channels {
+            for ky in 0..g.k {
+                for kx in 0..g.k {
+                    let mut acc = [_mm512_setzero_ps(); BLOCK];
+                    for n in 0..images {
+                        let plane = &xpad[(n * g.channels + c) * len..][..len];
+                        let shifted = &plane[ky * g.wp + kx..][..positions];
+                        let rows = rows(n);
+                        for q0 in (0..positions).step_by(LANES) {
+                            // SAFETY: q0 + LANES <= positions, the length of `shifted` and of every row.
+                            let xv = _mm512_loadu_ps(shifted.as_ptr().add(q0));
+                            for (a, row) in acc.iter_mut().zip(&rows) {
+                                *a = _mm512_fmadd_ps(_mm512_loadu_ps(row.add(q0)), xv, *a);
+                            }
+                        }
+                    }
+                    let tap = c * kk + ky * g.k + kx;
+                    for (j, a) in acc.iter().enumerate().take(block) {
+                        dw[(co0 + j) * taps + tap] += _mm512_reduce_add_ps(*a);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::im2col::{col2im_add, im2col};
+    use crate::kernels::{sgemm, Trans};
+
+    fn filled(len: usize, seed: usize) -> Vec<f32> {
+        (0..len).map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 - 1001.0) / 1001.0).collect()
+    }
+
+    /// Forward and backward against im2col + GEMM (the general path), for LeNet's two layers,
+    /// a 3-channel first layer and odd shapes, with a batch that ends on a partial task.
+    #[test]
+    fn matches_im2col_forward_and_backward() {
+        for &(c, co, h, w, k, p) in
+            &[(1, 6, 28, 28, 5, 2), (6, 16, 14, 14, 5, 0), (3, 9, 8, 7, 3, 1), (2, 3, 5, 6, 3, 0)]
+        {
+            let g = Window { channels: c, height: h, width: w, kernel_h: k, kernel_w: k, stride: 1, padding: p };
+            if !applies(&g) {
+                eprintln!("SKIPPED matches_im2col_forward_and_backward: this CPU has no AVX-512");
+                return;
+            }
+            let batch = 11;
+            let (rows, cols) = (g.col_rows(), g.col_cols());
+            let (x, wt, bias) = (filled(batch * c * h * w, 1), filled(co * rows, 2), filled(co, 3));
+            let dy = filled(batch * co * cols, 4);
+            let mut y = vec![f32::NAN; batch * co * cols];
+            conv_forward(&x, &wt, Some(&bias), &g, co, &mut y);
+            let (mut dx, mut dw) = (vec![0.5; x.len()], vec![0.25; wt.len()]);
+            conv_backward(&x, &wt, &dy, &g, batch, co, Some(&mut dx), Some(&mut dw));
+            // The reference, image by image.
+            let (mut want_dx, mut want_dw) = (vec![0.5; x.len()], vec![0.25; wt.len()]);
+            let mut col = vec![0.0; rows * cols];
+            for n in 0..batch {
+                let x_n = &x[n * c * h * w..(n + 1) * c * h * w];
+                im2col(x_n, &g, &mut col, cols);
+                let mut want = vec![0.0; co * cols];
+                sgemm(Trans::N, Trans::N, co, cols, rows, 1.0, &wt, &col, 0.0, &mut want);
+                for (i, (a, b)) in y[n * co * cols..(n + 1) * co * cols].iter().zip(&want).enumerate() {
+                    let b = b + bias[i / cols];
+                    assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{g:?} y[{n}][{i}]: {a} vs {b}");
+                }
+                let dy_n = &dy[n * co * cols..(n + 1) * co * cols];
+                sgemm(Trans::N, Trans::T, co, rows, cols, 1.0, dy_n, &col, 1.0, &mut want_dw);
+                let mut dcol = vec![0.0; rows * cols];
+                sgemm(Trans::T, Trans::N, rows, cols, co, 1.0, &wt, dy_n, 0.0, &mut dcol);
+                col2im_add(&dcol, &g, &mut want_dx[n * c * h * w..(n + 1) * c * h * w], cols);
+            }
+            for (name, got, want) in [("dx", &dx, &want_dx), ("dw", &dw, &want_dw)] {
+                for (i, (a, b)) in got.iter().zip(want.iter()).enumerate() {
+                    assert!((a - b).abs() < 1e-3 * (1.0 + b.abs()), "{g:?} {name}[{i}]: {a} vs {b}");
+                }
+            }
+        }
+    }
+}
