@@ -48,7 +48,7 @@ pub(crate) fn applies(window: &Window) -> bool {
         && window.stride == 1
         && window.kernel_h == window.kernel_w
         && window.padding < window.kernel_h
-        && window.col_rows() <= 150
+        && window.col_rows() <= 300
 }
 
 /// The padded-plane geometry of one layer.
@@ -91,6 +91,15 @@ impl Plane {
     /// Floats of one padded input plane, with room for the last strip's reads past its end.
     fn padded_len(&self) -> usize {
         (self.positions() + (self.k - 1) * (self.wp + 1)).max(self.hp * self.wp)
+    }
+
+    /// Where each tap (c, ky, kx), in weight order, starts reading the padded planes:
+    /// `c * padded_len + ky * wp + kx`.
+    fn tap_offsets(&self) -> Vec<usize> {
+        let len = self.padded_len();
+        (0..self.channels)
+            .flat_map(|c| (0..self.k).flat_map(move |ky| (0..self.k).map(move |kx| c * len + ky * self.wp + kx)))
+            .collect()
     }
 
     /// Copies one image [C, H, W] into zero-padded planes `xpad` [C][padded_len].
@@ -137,33 +146,61 @@ fn correlate(xpad: &[f32], g: &Plane, wb: &[f32], bias: Option<&[f32]>, c_out: u
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn correlate_avx512(xpad: &[f32], g: &Plane, wb: &[f32], bias: Option<&[f32]>, c_out: usize, out: &mut [f32]) {
-    let (positions, len, taps) = (g.positions(), g.padded_len(), g.channels * g.k * g.k);
+    let (positions, taps) = (g.positions(), g.channels * g.k * g.k);
+    let offsets = g.tap_offsets();
+    assert!(xpad.len() >= g.channels * g.padded_len() && out.len() >= c_out * positions);
     for co0 in (0..c_out).step_by(BLOCK) {
         let block = BLOCK.min(c_out - co0);
         let wb = &wb[co0 * taps..(co0 + BLOCK) * taps];
         let start: [f32; BLOCK] =
             std::array::from_fn(|j| bias.map_or(0.0, |b| if j < block { b[co0 + j] } else { 0.0 }));
-        for q0 in (0..positions).step_by(LANES) {
-            let mut acc: [__m512; BLOCK] = std::array::from_fn(|j| _mm512_set1_ps(start[j]));
-            let mut tap = 0;
-            for c in 0..g.channels {
-                let plane = &xpad[c * len..(c + 1) * len];
-                for ky in 0..g.k {
-                    for kx in 0..g.k {
-                        let xs = &plane[q0 + ky * g.wp + kx..][..LANES];
-                        let xv = _mm512_loadu_ps(xs.as_ptr());
-                        let ws = &wb[tap * BLOCK..(tap + 1) * BLOCK];
-                        for (a, &wv) in acc.iter_mut().zip(ws) {
-                            *a = _mm512_fmadd_ps(_mm512_set1_ps(wv), xv, *a);
-                        }
-                        tap += 1;
-                    }
-                }
+        let strips = positions / LANES;
+        let dst = out[co0 * positions..].as_mut_ptr();
+        for s0 in (0..strips).step_by(3) {
+            // Three strips at a time (24 accumulators), fewer at the end.
+            let q0 = s0 * LANES;
+            match strips - s0 {
+                1 => correlate_strips::<1>(xpad, &offsets, wb, &start, q0, dst, positions, block),
+                2 => correlate_strips::<2>(xpad, &offsets, wb, &start, q0, dst, positions, block),
+                _ => correlate_strips::<3>(xpad, &offsets, wb, &start, q0, dst, positions, block),
             }
-            for (j, a) in acc.iter().enumerate().take(block) {
-                let dst = &mut out[(co0 + j) * positions + q0..][..LANES];
-                _mm512_storeu_ps(dst.as_mut_ptr(), *a);
+        }
+    }
+}
+
+/// `S` strips of 16 positions from `q0` for one block of output channels: per tap, S loads of
+/// inputs and 8 broadcasts of weights feed 8 S multiply-adds.
+///
+/// # Safety
+/// AVX-512F; `xpad` holds every plane the offsets reach plus `q0 + S * LANES` more floats, and
+/// `out` the `block` rows of `positions` floats (checked by the caller).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn correlate_strips<const S: usize>(
+    xpad: &[f32],
+    offsets: &[usize],
+    wb: &[f32],
+    start: &[f32; BLOCK],
+    q0: usize,
+    out: *mut f32,
+    positions: usize,
+    block: usize,
+) {
+    let mut acc: [[__m512; S]; BLOCK] = std::array::from_fn(|j| [_mm512_set1_ps(start[j]); S]);
+    let x = xpad.as_ptr().add(q0);
+    for (&off, ws) in offsets.iter().zip(wb.chunks_exact(BLOCK)) {
+        let xv: [__m512; S] = std::array::from_fn(|s| _mm512_loadu_ps(x.add(off + s * LANES)));
+        for (a, &wv) in acc.iter_mut().zip(ws) {
+            let w = _mm512_set1_ps(wv);
+            for (a, &xv) in a.iter_mut().zip(&xv) {
+                *a = _mm512_fmadd_ps(w, xv, *a);
             }
+        }
+    }
+    for (j, a) in acc.iter().enumerate().take(block) {
+        for (s, &v) in a.iter().enumerate() {
+            _mm512_storeu_ps(out.add(j * positions + q0 + s * LANES), v);
         }
     }
 }
@@ -328,48 +365,75 @@ unsafe fn weight_gradient_avx512(
     zeros: &[f32],
     dw: &mut [f32],
 ) {
-    let (positions, len, kk) = (g.positions(), g.padded_len(), g.k * g.k);
-    let taps = g.channels * kk;
-    assert!(
-        zeros.len() >= positions && dy.len() >= images * c_out * positions && xpad.len() >= images * g.channels * len
-    );
+    let (positions, len) = (g.positions(), g.padded_len());
+    let taps = g.channels * g.k * g.k;
+    let offsets = g.tap_offsets();
+    let image_len = g.channels * len;
+    assert!(zeros.len() >= positions && dy.len() >= images * c_out * positions && xpad.len() >= images * image_len);
     for co0 in (0..c_out).step_by(BLOCK) {
         let block = BLOCK.min(c_out - co0);
         // Always BLOCK rows per image (zeros past the last channel), so that the inner loop has
         // a fixed trip count; every row holds `positions` floats, read in strips of LANES.
-        let rows = |n: usize| -> [*const f32; BLOCK] {
-            std::array::from_fn(|j| {
-                if j < block {
-                    dy[(n * c_out + co0 + j) * positions..][..positions].as_ptr()
-                } else {
-                    zeros.as_ptr()
-                }
+        let rows: Vec<[*const f32; BLOCK]> = (0..images)
+            .map(|n| {
+                std::array::from_fn(|j| {
+                    if j < block {
+                        dy[(n * c_out + co0 + j) * positions..][..positions].as_ptr()
+                    } else {
+                        zeros.as_ptr()
+                    }
+                })
             })
-        };
-        for c in 0..g.channels {
-            for ky in 0..g.k {
-                for kx in 0..g.k {
-                    let mut acc = [_mm512_setzero_ps(); BLOCK];
-                    for n in 0..images {
-                        let plane = &xpad[(n * g.channels + c) * len..][..len];
-                        let shifted = &plane[ky * g.wp + kx..][..positions];
-                        let rows = rows(n);
-                        for q0 in (0..positions).step_by(LANES) {
-                            // SAFETY: q0 + LANES <= positions, the length of `shifted` and of every row.
-                            let xv = _mm512_loadu_ps(shifted.as_ptr().add(q0));
-                            for (a, row) in acc.iter_mut().zip(&rows) {
-                                *a = _mm512_fmadd_ps(_mm512_loadu_ps(row.add(q0)), xv, *a);
-                            }
-                        }
-                    }
-                    let tap = c * kk + ky * g.k + kx;
-                    for (j, a) in acc.iter().enumerate().take(block) {
-                        dw[(co0 + j) * taps + tap] += _mm512_reduce_add_ps(*a);
-                    }
+            .collect();
+        for t0 in (0..taps).step_by(3) {
+            // Three taps at a time (24 accumulators), fewer at the end.
+            let group = &offsets[t0..(t0 + 3).min(taps)];
+            let sums: Vec<[f32; BLOCK]> = match group.len() {
+                1 => gradient_taps::<1>(xpad, image_len, group, &rows, positions).to_vec(),
+                2 => gradient_taps::<2>(xpad, image_len, group, &rows, positions).to_vec(),
+                _ => gradient_taps::<3>(xpad, image_len, group, &rows, positions).to_vec(),
+            };
+            for (t, sums) in sums.iter().enumerate() {
+                for (j, &v) in sums.iter().enumerate().take(block) {
+                    dw[(co0 + j) * taps + t0 + t] += v;
                 }
             }
         }
     }
+}
+
+/// `sum_q dy[j][q] * xpad[off_t + q]` for `T` taps and the [`BLOCK`] rows of one block, over
+/// the positions of every image (`rows[n]` are image n's rows): per strip, T loads of inputs
+/// and 8 of dy feed 8 T multiply-adds. Returns [tap][row].
+///
+/// # Safety
+/// AVX-512F; every tap's offset plus `positions` lies within each image's `image_len` floats
+/// of `xpad`, and every row pointer holds `positions` floats (checked by the caller).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gradient_taps<const T: usize>(
+    xpad: &[f32],
+    image_len: usize,
+    offsets: &[usize],
+    rows: &[[*const f32; BLOCK]],
+    positions: usize,
+) -> [[f32; BLOCK]; T] {
+    let mut acc = [[_mm512_setzero_ps(); BLOCK]; T];
+    for (n, rows) in rows.iter().enumerate() {
+        let x = xpad.as_ptr().add(n * image_len);
+        for q0 in (0..positions).step_by(LANES) {
+            // T inputs stay in registers while the 8 rows of dy stream by, one at a time:
+            // 8 T accumulators + T inputs + 1 row fit the 32 registers.
+            let xv: [__m512; T] = std::array::from_fn(|t| _mm512_loadu_ps(x.add(offsets[t] + q0)));
+            for (j, row) in rows.iter().enumerate() {
+                let d = _mm512_loadu_ps(row.add(q0));
+                for (a, &xv) in acc.iter_mut().zip(&xv) {
+                    a[j] = _mm512_fmadd_ps(d, xv, a[j]);
+                }
+            }
+        }
+    }
+    acc.map(|a| a.map(|v| _mm512_reduce_add_ps(v)))
 }
 
 #[cfg(test)]

@@ -91,10 +91,10 @@ impl Graph<'_> {
         let mut y = Tensor::zeros(&[batch, c_out, window.out_h(), window.out_w()]);
         let (xv, wv) = (self.value(x).data(), self.value(w).data());
         let bias = b.map(|b| self.value(b).data());
-        if winograd::applies(&window) {
-            winograd::conv_forward(xv, wv, bias, &window, batch, c_out, y.data_mut());
-        } else if direct::applies(&window) {
+        if direct::applies(&window) {
             direct::conv_forward(xv, wv, bias, &window, c_out, y.data_mut());
+        } else if winograd::applies(&window) {
+            winograd::conv_forward(xv, wv, bias, &window, batch, c_out, y.data_mut());
         } else {
             im2col_forward(xv, wv, bias, &window, c_out, y.data_mut());
         }
@@ -118,12 +118,12 @@ impl Conv2dSaved {
                 }
             }
         }
-        if winograd::applies(window) {
-            let (dx, dw) = grads.two_slots(x, w);
-            winograd::conv_backward(xv.data(), wv.data(), dy, window, batch, c_out, dx, dw);
-        } else if direct::applies(window) {
+        if direct::applies(window) {
             let (dx, dw) = grads.two_slots(x, w);
             direct::conv_backward(xv.data(), wv.data(), dy, window, batch, c_out, dx, dw);
+        } else if winograd::applies(window) {
+            let (dx, dw) = grads.two_slots(x, w);
+            winograd::conv_backward(xv.data(), wv.data(), dy, window, batch, c_out, dx, dw);
         } else {
             im2col_backward(xv.data(), wv.data(), dy, window, c_out, grads, x, w);
         }
