@@ -2,7 +2,8 @@
 """PyTorch twin of `sph bench`: times the training step (forward, loss, backward, optimizer)
 of the paper's networks on the CPU with the shapes, batch sizes and optimizers `sph bench`
 uses, on synthetic data; `--kernels` times torch.mm on the GEMM shapes of `sph bench
---kernels`. Written from the paper's description of the networks (see models/src/ for the
+--kernels`, and the spherization op (the official formulation and ours) beside a Linear
+layer. Written from the paper's description of the networks (see models/src/ for the
 Rust side); not part of CI. Prints text, or one JSON object with --json, in the same fields
 as `sph bench --json`.
 
@@ -11,13 +12,14 @@ as `sph bench --json`.
 
 import argparse
 import json
+import math
 import statistics
 import time
 
 import torch
 from torch import nn
 
-from paper_nets import build
+from paper_nets import Spherization, build
 
 
 # (builder, input shape, optimizer) as in `sph bench`, which uses the paper's recipes.
@@ -86,7 +88,55 @@ def bench_kernels():
             torch.mm(a, b)
             rates.append(2 * m * n * k / (time.perf_counter() - started) / 1e9)
         reports.append({"kernel": f"sgemm ({m}x{k})@({k}x{n})", "median_gflops": statistics.median(rates)})
+    reports += spherize_times()
     return {"threads": torch.get_num_threads(), "torch": torch.__version__, "kernels": reports}
+
+
+def official_spherization(n, scaling, radius, delta=1e-6, eps=1e-6):
+    """The official code's formulation, as the paper's slides describe it: the n angles and
+    a last angle of 0 (whose cosine is 1), then s = r exp(log(|sin| + eps) U + log(|cos| + eps) I)
+    with U the (n+1) x (n+1) strictly upper-triangular matrix of ones (prefix sums of log
+    sines) and I the identity: two (n+1) x (n+1) matrix products per row."""
+    phi_lower = min(math.asin(delta ** (1.0 / n)), (math.pi / 2) * (1 - 0.01))
+    upper = torch.triu(torch.ones(n + 1, n + 1), diagonal=1)
+    identity = torch.eye(n + 1)
+    alpha = torch.tensor(float(scaling), requires_grad=True)
+
+    def forward(z):
+        phi = (math.pi / 2 - phi_lower) * torch.sigmoid(alpha * z) + phi_lower
+        theta = torch.cat([phi, torch.zeros(z.shape[0], 1)], dim=1)
+        v = torch.log(torch.abs(torch.sin(theta)) + eps) @ upper + torch.log(torch.abs(torch.cos(theta)) + eps) @ identity
+        return radius * torch.exp(v)
+
+    return forward
+
+
+def time_us(step, repeats=51):
+    step()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - started) * 1e6)
+    return statistics.median(times)
+
+
+def spherize_times():
+    """Forward + backward (sum of the outputs) at the SimpleFNN head's shape [256, 300]: the
+    official formulation, the cumulative-product one of paper_nets.py, and Linear(300 -> 10)."""
+    rows, n = 256, 300
+    z = (torch.rand(rows, n) * 2 - 1).requires_grad_()
+    official = official_spherization(n, 5.0, 5.0)
+    cumprod = Spherization(n)
+    linear = nn.Linear(n, 10)
+    reports = []
+    for name, op in [
+        (f"spherize fwd+bwd [{rows}, {n}], official formulation", official),
+        (f"spherize fwd+bwd [{rows}, {n}], cumulative product", cumprod),
+        (f"Linear {n}->10 fwd+bwd [{rows}, {n}]", linear),
+    ]:
+        reports.append({"kernel": name, "median_us": time_us(lambda: op(z).sum().backward())})
+    return reports
 
 
 def main():

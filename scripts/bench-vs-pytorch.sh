@@ -70,10 +70,22 @@ for i, name in enumerate(names):
     theirs = statistics.median(r["median_images_per_sec"] for r in read(f"torch-{i}.jsonl"))
     print(f"| {name} (img/s) | {theirs:,.0f} | {ours:,.0f} | {ours / theirs:.2f}x |")
 ours_k, theirs_k = read("ours-kernels.jsonl"), read("torch-kernels.jsonl")
-for j, k in enumerate(theirs_k[0]["kernels"]):
-    theirs = statistics.median(r["kernels"][j]["median_gflops"] for r in theirs_k)
-    ours = statistics.median(next(x["median_gflops"] for x in r["kernels"] if x["kernel"] == k["kernel"]) for r in ours_k)
-    print(f"| {k['kernel']} (GFLOP/s) | {theirs:,.1f} | {ours:,.1f} | {ours / theirs:.2f}x |")
+def median_of(reports, name, field):
+    return statistics.median(next(x[field] for x in r["kernels"] if x["kernel"] == name) for r in reports)
+for k in theirs_k[0]["kernels"]:
+    if "median_gflops" in k:
+        theirs, ours = median_of(theirs_k, k["kernel"], "median_gflops"), median_of(ours_k, k["kernel"], "median_gflops")
+        print(f"| {k['kernel']} (GFLOP/s) | {theirs:,.1f} | {ours:,.1f} | {ours / theirs:.2f}x |")
+print()
+# The spherization op: ours against PyTorch's formulations and a Linear layer of the same input.
+ours_sph = next(x["kernel"] for x in ours_k[0]["kernels"] if x["kernel"].startswith("spherize"))
+ours_us = median_of(ours_k, ours_sph, "median_us")
+print(f"| {ours_sph} | PyTorch (us) | spherize (us) | PyTorch / spherize |")
+print("| --- | --- | --- | --- |")
+for k in theirs_k[0]["kernels"]:
+    if "median_us" in k:
+        theirs = median_of(theirs_k, k["kernel"], "median_us")
+        print(f"| PyTorch: {k['kernel']} | {theirs:,.0f} | {ours_us:,.0f} | {theirs / ours_us:.1f}x |")
 print()
 print(f"PyTorch {read('torch-0.jsonl')[0]['torch']}; spherize CPU features: {' '.join(read('ours-0.jsonl')[0]['cpu_features'])}")
 EOF

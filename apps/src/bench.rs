@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use clap::Args;
 use engine::kernels::{sgemm, sgemm_backend, Trans};
-use engine::nn::{Conv2d, Module};
+use engine::nn::{Conv2d, Module, SphereConfig, Spherization};
 use engine::{Graph, Mode, ParamStore, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -215,11 +215,25 @@ pub fn step_rate(s: &Settings, classes: usize) -> Result<f64> {
     Ok(median_min_max(&mut rates).0)
 }
 
-/// One kernel measurement.
+/// One kernel measurement: a rate (GEMM, convolution) or a time (the spherization op).
 #[derive(Serialize)]
 struct KernelReport {
     kernel: String,
-    median_gflops: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    median_gflops: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    median_us: Option<f64>,
+}
+
+impl KernelReport {
+    /// A measured rate.
+    fn rate(kernel: String, gflops: f64) -> Self {
+        KernelReport { kernel, median_gflops: Some(gflops), median_us: None }
+    }
+    /// A measured time.
+    fn time(kernel: String, us: f64) -> Self {
+        KernelReport { kernel, median_gflops: None, median_us: Some(us) }
+    }
 }
 
 /// Median GFLOP/s of `run` (which does `flops` floating-point operations) over a few runs.
@@ -232,6 +246,33 @@ fn time_gflops(flops: f64, mut run: impl FnMut() -> Result<()>) -> Result<f64> {
         rates.push(flops / started.elapsed().as_secs_f64().max(1e-12) / 1e9);
     }
     Ok(median_min_max(&mut rates).0)
+}
+
+/// Median microseconds of the spherization op, forward and backward through the tape, at the
+/// SimpleFNN head's shape [256, 300] with the paper's settings (scaling 5 learned, radius 5).
+fn spherize_time(rng: &mut StdRng) -> Result<KernelReport> {
+    let (rows, n) = (256, 300);
+    let mut store = ParamStore::new();
+    let cfg = SphereConfig { scaling: 5.0, radius: 5.0, ..SphereConfig::default() };
+    let sph = Spherization::new(&mut store, "sph", n, cfg)?;
+    let z = Tensor::uniform(&[rows, n], -1.0, 1.0, rng);
+    let mut run = || -> Result<()> {
+        let mut g = Graph::new(&mut store, Mode::Train, 0);
+        let zv = g.variable(z.clone());
+        let s = sph.forward(&mut g, zv)?;
+        let loss = g.sum(s);
+        g.backward(loss)?;
+        Ok(())
+    };
+    run()?; // warm-up
+    let mut times = Vec::new();
+    for _ in 0..51 {
+        let started = Instant::now();
+        run()?;
+        times.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    let median = median_min_max(&mut times).0;
+    Ok(KernelReport::time(format!("spherize fwd+bwd [{rows}, {n}]"), median))
 }
 
 /// The machine's f32 FMA ceiling in GFLOP/s on `threads` threads, and the vector width used:
@@ -312,8 +353,7 @@ mod avx512_fma {
 fn bench_kernels(threads: usize, json: bool) -> Result<()> {
     let mut rng = StdRng::seed_from_u64(0);
     let (peak, lanes) = fma_peak(threads);
-    let mut reports =
-        vec![KernelReport { kernel: format!("FMA peak (12 chains x {lanes} lanes)"), median_gflops: peak }];
+    let mut reports = vec![KernelReport::rate(format!("FMA peak (12 chains x {lanes} lanes)"), peak)];
     for (m, k, n) in [(1024, 1024, 1024), (128, 400, 120), (128, 4608, 512), (256, 784, 500)] {
         let a = Tensor::uniform(&[m, k], -1.0, 1.0, &mut rng);
         let b = Tensor::uniform(&[k, n], -1.0, 1.0, &mut rng);
@@ -322,7 +362,7 @@ fn bench_kernels(threads: usize, json: bool) -> Result<()> {
             sgemm(Trans::N, Trans::N, m, n, k, 1.0, a.data(), b.data(), 0.0, &mut c);
             Ok(())
         })?;
-        reports.push(KernelReport { kernel: format!("sgemm ({m}x{k})@({k}x{n})"), median_gflops: gflops });
+        reports.push(KernelReport::rate(format!("sgemm ({m}x{k})@({k}x{n})"), gflops));
     }
     // (name, c_in, c_out, kernel, padding, size), batch 128; backward costs twice the forward.
     for (name, c_in, c_out, k, pad, size) in [
@@ -349,15 +389,20 @@ fn bench_kernels(threads: usize, json: bool) -> Result<()> {
             g.backward(loss)?;
             Ok(())
         })?;
-        reports.push(KernelReport { kernel: format!("conv fwd+bwd {name}, batch 128"), median_gflops: gflops });
+        reports.push(KernelReport::rate(format!("conv fwd+bwd {name}, batch 128"), gflops));
     }
+    reports.push(spherize_time(&mut rng)?);
     if json {
         let out = serde_json::json!({ "threads": threads, "cpu_features": cpu_features(), "sgemm_backend": sgemm_backend(), "kernels": reports });
         println!("{out}");
     } else {
         println!("kernels, {threads} threads, sgemm: {}, CPU: {}", sgemm_backend(), cpu_features().join(" "));
         for r in &reports {
-            println!("  {:<52} {:>8.1} GFLOP/s", r.kernel, r.median_gflops);
+            match (r.median_gflops, r.median_us) {
+                (Some(gflops), _) => println!("  {:<52} {gflops:>8.1} GFLOP/s", r.kernel),
+                (_, Some(us)) => println!("  {:<52} {us:>8.1} us", r.kernel),
+                _ => {}
+            }
         }
     }
     Ok(())

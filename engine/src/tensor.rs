@@ -25,6 +25,12 @@ impl Tensor {
         Tensor { shape: shape.to_vec(), data: crate::buffers::zeroed(shape.iter().product()) }
     }
 
+    /// A tensor for an op that writes every element before anything reads it: its storage may
+    /// hold a recycled buffer's old values, which saves zeroing it.
+    pub(crate) fn for_overwrite(shape: &[usize]) -> Tensor {
+        Tensor { shape: shape.to_vec(), data: crate::buffers::overwritten(shape.iter().product()) }
+    }
+
     /// A tensor of ones.
     pub fn ones(shape: &[usize]) -> Tensor {
         Tensor::full(shape, 1.0)

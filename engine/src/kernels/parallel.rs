@@ -68,6 +68,11 @@ pub fn axpy(acc: &mut [f32], alpha: f32, x: &[f32]) {
 }
 
 /// Sum in f64, in fixed-size pieces added in order, so the result does not depend on threads.
+/// Serial below 128K elements: waking the pool costs more than the pieces save.
 pub fn sum(x: &[f32]) -> f64 {
-    x.par_chunks(CHUNK).map(|c| c.iter().map(|&v| v as f64).sum::<f64>()).collect::<Vec<_>>().iter().sum()
+    let piece = |c: &[f32]| c.iter().map(|&v| v as f64).sum::<f64>();
+    if x.len() < 1 << 17 {
+        return x.chunks(CHUNK).map(piece).sum();
+    }
+    x.par_chunks(CHUNK).map(piece).collect::<Vec<_>>().iter().sum()
 }

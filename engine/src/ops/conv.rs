@@ -88,7 +88,7 @@ impl Graph<'_> {
                 )));
             }
         }
-        let mut y = Tensor::zeros(&[batch, c_out, window.out_h(), window.out_w()]);
+        let mut y = Tensor::for_overwrite(&[batch, c_out, window.out_h(), window.out_w()]);
         let (xv, wv) = (self.value(x).data(), self.value(w).data());
         let bias = b.map(|b| self.value(b).data());
         if direct::applies(&window) {

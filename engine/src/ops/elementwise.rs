@@ -23,7 +23,7 @@ pub fn mix_seed(parts: &[u64]) -> u64 {
 
 impl Graph<'_> {
     fn unary(&mut self, x: Var, f: impl Fn(f32) -> f32 + Sync, op: Op) -> Var {
-        let mut y = Tensor::zeros(self.shape(x));
+        let mut y = Tensor::for_overwrite(self.shape(x));
         map(y.data_mut(), self.value(x).data(), f);
         self.record(op, y, &[x])
     }
@@ -70,7 +70,7 @@ impl Graph<'_> {
         if self.shape(a) != self.shape(b) {
             return Err(EngineError::Shape(format!("mul: shapes {:?} and {:?} differ", self.shape(a), self.shape(b))));
         }
-        let mut y = Tensor::zeros(self.shape(a));
+        let mut y = Tensor::for_overwrite(self.shape(a));
         map2(y.data_mut(), self.value(a).data(), self.value(b).data(), |u, v| u * v);
         Ok(self.record(Op::Mul(MulSaved { a, b }), y, &[a, b]))
     }
@@ -93,7 +93,7 @@ impl Graph<'_> {
             let mut rng = rand::rngs::StdRng::seed_from_u64(mix_seed(&[stream, i as u64]));
             m.iter_mut().for_each(|v| *v = if rng.gen::<f32>() < p { 0.0 } else { keep_scale });
         });
-        let mut y = Tensor::zeros(self.shape(x));
+        let mut y = Tensor::for_overwrite(self.shape(x));
         map2(y.data_mut(), self.value(x).data(), &mask, |v, m| v * m);
         Ok(self.record(Op::Dropout(DropoutSaved { x, mask }), y, &[x]))
     }

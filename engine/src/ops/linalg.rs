@@ -22,7 +22,7 @@ impl Graph<'_> {
                 return Err(EngineError::Shape(format!("linear: bias {:?} does not fit weight {ws:?}", self.shape(b))));
             }
         }
-        let mut y = Tensor::zeros(&[batch, fan_out]);
+        let mut y = Tensor::for_overwrite(&[batch, fan_out]);
         // y [B, out] = x [B, in] @ W^T [in, out]
         sgemm(
             Trans::N,
@@ -55,7 +55,7 @@ impl Graph<'_> {
             return Err(EngineError::Shape(format!("matmul: {as_:?} @ {bs:?}: inner dimensions differ")));
         }
         let (m, k, n) = (as_[0], as_[1], bs[1]);
-        let mut c = Tensor::zeros(&[m, n]);
+        let mut c = Tensor::for_overwrite(&[m, n]);
         sgemm(Trans::N, Trans::N, m, n, k, 1.0, self.value(a).data(), self.value(b).data(), 0.0, c.data_mut());
         Ok(self.record(Op::Matmul(MatmulSaved { a, b }), c, &[a, b]))
     }

@@ -99,7 +99,7 @@ impl Graph<'_> {
             let inv_std = p.value(ids.running_var).data().iter().map(|&v| 1.0 / (v + eps).sqrt()).collect();
             (mean, inv_std)
         };
-        let mut y = Tensor::zeros(&shape);
+        let mut y = Tensor::for_overwrite(&shape);
         {
             let p = self.params();
             let (gv, bv) = (p.value(ids.gamma).data(), p.value(ids.beta).data());

@@ -30,7 +30,7 @@ impl Graph<'_> {
         let g = self.pool_window(x, kernel, stride, "max_pool2d")?;
         let batch = self.shape(x)[0];
         let (oh, ow) = (g.out_h(), g.out_w());
-        let mut y = Tensor::zeros(&[batch, g.channels, oh, ow]);
+        let mut y = Tensor::for_overwrite(&[batch, g.channels, oh, ow]);
         let mut argmax = vec![0u32; y.len()];
         let xv = self.value(x).data();
         let plane_in = g.height * g.width;
@@ -53,7 +53,7 @@ impl Graph<'_> {
         let g = self.pool_window(x, kernel, stride, "avg_pool2d")?;
         let batch = self.shape(x)[0];
         let (oh, ow) = (g.out_h(), g.out_w());
-        let mut y = Tensor::zeros(&[batch, g.channels, oh, ow]);
+        let mut y = Tensor::for_overwrite(&[batch, g.channels, oh, ow]);
         let xv = self.value(x).data();
         let plane_in = g.height * g.width;
         let scale = 1.0 / (kernel * kernel) as f32;

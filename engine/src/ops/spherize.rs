@@ -23,7 +23,7 @@ impl Graph<'_> {
         let p = SphereParams { alpha: self.value(alpha).item(), radius: self.value(radius).item(), phi_lower };
         let mut out_shape = shape.clone();
         out_shape[1] = n + 1;
-        let mut s = Tensor::zeros(&out_shape);
+        let mut s = Tensor::for_overwrite(&out_shape);
         if shape.len() == 2 {
             kernel::forward_rows(self.value(z).data(), n, p, s.data_mut());
         } else {
