@@ -87,5 +87,7 @@ for k in theirs_k[0]["kernels"]:
         theirs = median_of(theirs_k, k["kernel"], "median_us")
         print(f"| PyTorch: {k['kernel']} | {theirs:,.0f} | {ours_us:,.0f} | {theirs / ours_us:.1f}x |")
 print()
+peak_name = next(x["kernel"] for x in ours_k[0]["kernels"] if x["kernel"].startswith("FMA peak"))
+print(f"f32 FMA ceiling ({peak_name}, sph bench --kernels): {median_of(ours_k, peak_name, 'median_gflops'):,.0f} GFLOP/s")
 print(f"PyTorch {read('torch-0.jsonl')[0]['torch']}; spherize CPU features: {' '.join(read('ours-0.jsonl')[0]['cpu_features'])}")
 EOF
