@@ -17,6 +17,13 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import safetensors, n
 fi
 [ -x "$VENV/bin/python" ] && export SPH_PYTHON="$PWD/$VENV/bin/python"
 cargo test --workspace --release
+# Data-parallel training under mpirun: needs Open MPI (Debian: openmpi-bin libopenmpi-dev
+# libclang-dev; .ci/run installs them). Without it, say so and go on.
+if command -v mpirun >/dev/null && command -v mpicc >/dev/null; then
+    cargo test --release -p apps --features mpi --test mpi
+else
+    echo "test.sh: SKIPPED the MPI tests (apps/tests/mpi.rs): no mpirun/mpicc; install openmpi-bin libopenmpi-dev libclang-dev" >&2
+fi
 # The examples a learner runs first: each must still run and check what it prints.
 for example in xor mnist_mlp custom_op spherize_by_hand; do
     echo "example $example:"

@@ -63,6 +63,10 @@ struct StepReport {
     min_images_per_sec: f64,
     max_images_per_sec: f64,
     cpu_features: Vec<&'static str>,
+    /// MPI ranks the global batch was split over (1 in one process).
+    ranks: usize,
+    /// Milliseconds per timed step spent summing gradients across ranks (0 in one process).
+    allreduce_ms_per_step: f64,
 }
 
 /// SIMD features this CPU offers, detected at run time.
@@ -119,7 +123,7 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
     s.validate()?;
     let model = models::build(&name, &model_config(&s, classes)?)?;
     engine::profile::enable(false);
-    let mut rates = step_rates(model, &s, classes, args.warmup, args.steps, args.profile)?;
+    let (mut rates, allreduce_seconds) = step_rates(model, &s, classes, args.warmup, args.steps, args.profile)?;
     let step_seconds: f64 = rates.iter().map(|r| args.batch_size as f64 / r).sum::<f64>() / rates.len() as f64;
     let (median, min, max) = median_min_max(&mut rates);
     let report = StepReport {
@@ -132,6 +136,8 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         min_images_per_sec: min,
         max_images_per_sec: max,
         cpu_features: cpu_features(),
+        ranks: crate::dist::group().size,
+        allreduce_ms_per_step: 1e3 * allreduce_seconds / args.steps as f64,
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -148,6 +154,12 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
             max,
             report.cpu_features.join(" ")
         );
+        if report.ranks > 1 {
+            println!(
+                "{} MPI ranks ({threads} threads each): {:.1} ms per step summing gradients across ranks",
+                report.ranks, report.allreduce_ms_per_step
+            );
+        }
     }
     if args.profile {
         print_profile(args.steps, step_seconds);
@@ -175,7 +187,8 @@ fn print_profile(steps: usize, step_seconds: f64) {
 }
 
 /// Images/s of each of `steps` training steps (after `warmup` more) of `model` with settings
-/// `s` at its batch size, on synthetic data of the model's input shape.
+/// `s` at its (global) batch size, on synthetic data of the model's input shape, and the
+/// seconds the timed steps spent summing gradients across MPI ranks.
 fn step_rates(
     model: models::Model,
     s: &Settings,
@@ -183,7 +196,7 @@ fn step_rates(
     warmup: usize,
     steps: usize,
     profile: bool,
-) -> Result<Vec<f64>> {
+) -> Result<(Vec<f64>, f64)> {
     let shape = model.input_shape();
     let batch = s.batch_size;
     let mut trainer = Trainer::from_settings(model, s)?;
@@ -193,9 +206,11 @@ fn step_rates(
     let x = if shape[1] == 1 && shape[2] == 1 { x.reshape(&[batch, shape[0]])? } else { x };
     let labels: Vec<usize> = (0..batch).map(|_| rng.gen_range(0..classes)).collect();
     let mut rates = Vec::with_capacity(steps);
+    let mut reduced_before = 0.0;
     for step in 0..warmup + steps {
-        if profile && step == warmup {
-            engine::profile::enable(true);
+        if step == warmup {
+            reduced_before = trainer.reducer.seconds;
+            engine::profile::enable(profile);
         }
         let started = Instant::now();
         trainer.step(x.clone(), &labels, 0, step, |_| {})?;
@@ -204,14 +219,14 @@ fn step_rates(
         }
     }
     engine::profile::enable(false);
-    Ok(rates)
+    Ok((rates, trainer.reducer.seconds - reduced_before))
 }
 
 /// The median training-step rate (images/s) of the run `s` on this machine, from 2 steps after
 /// one warm-up step: what `sph reproduce` plans with.
 pub fn step_rate(s: &Settings, classes: usize) -> Result<f64> {
     let model = models::build(&s.model, &model_config(s, classes)?)?;
-    let mut rates = step_rates(model, s, classes, 1, 2, false)?;
+    let (mut rates, _) = step_rates(model, s, classes, 1, 2, false)?;
     Ok(median_min_max(&mut rates).0)
 }
 

@@ -15,7 +15,11 @@ pub fn refuse_to_overwrite(paths: &[PathBuf], force: bool) -> Result<()> {
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder, then renames it.
+/// In an MPI run only rank 0 writes (the others hold the same results).
 pub fn write_atomic(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
+    if !crate::dist::is_root() {
+        return Ok(());
+    }
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(format!(".tmp{}", std::process::id()));
     let tmp = path.with_file_name(name);
@@ -23,8 +27,11 @@ pub fn write_atomic(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Copies `from` to `to` atomically (as [`write_atomic`]).
+/// Copies `from` to `to` atomically (as [`write_atomic`]; rank 0 only).
 pub fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
+    if !crate::dist::is_root() {
+        return Ok(());
+    }
     let bytes = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
     write_atomic(to, bytes)
 }

@@ -5,6 +5,7 @@
 mod analyze;
 mod bench;
 mod data;
+mod dist;
 mod eval;
 mod figures;
 mod files;
@@ -161,6 +162,20 @@ fn parse() -> Result<Cli, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // First: an MPI launcher's ranks join their run (or, in a build without MPI, refuse it).
+    // Held to the end of main: MPI is finalized when it drops, after the command.
+    let _session = match dist::init() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    run()
+}
+
+/// Parses the command line and runs the command; every error is one line and exit code 2.
+fn run() -> ExitCode {
     let cli = match parse() {
         Ok(cli) => cli,
         Err(code) => return code,
@@ -196,6 +211,8 @@ fn main() -> ExitCode {
             // One line: the chain of causes joined, no backtrace.
             let msg = format!("{e:#}").replace('\n', " ");
             eprintln!("error: {msg}");
+            // The other ranks of an MPI run may be waiting for this one: end them too.
+            dist::abort_others(2);
             ExitCode::from(2)
         }
     }

@@ -150,7 +150,8 @@ pub fn save_run_checkpoint(
     save_checkpoint(path, model, opt, s, history, &progress, best)
 }
 
-/// Saves parameters, buffers, optimizer state, settings, history and progress.
+/// Saves parameters, buffers, optimizer state, settings, history and progress (rank 0 of an
+/// MPI run alone writes).
 pub(crate) fn save_checkpoint(
     path: &Path,
     model: &Model,
@@ -160,6 +161,9 @@ pub(crate) fn save_checkpoint(
     progress: &Progress,
     best_acc: f64,
 ) -> Result<()> {
+    if !crate::dist::is_root() {
+        return Ok(());
+    }
     let mut tensors = checkpoint::store_tensors(model.params());
     tensors.extend(opt.state(model.params()));
     let meta = HashMap::from([

@@ -118,6 +118,10 @@ pub struct TrainArgs {
     /// Continue from a checkpoint (its settings are reused unless given again).
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// In an MPI run, compare a hash of the parameters across ranks after every epoch (debug
+    /// builds always do).
+    #[arg(long)]
+    pub check_sync: bool,
     /// Train on the first N training images only.
     #[arg(long)]
     pub train_limit: Option<usize>,
@@ -275,7 +279,10 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     s.validate()?;
 
     let data_dir = args.data.clone().unwrap_or_else(datasets::default_data_dir);
+    crate::dist::set_check_sync(args.check_sync);
     let out = choose_out_dir(&args, &s)?;
+    // Every rank has checked the output folder before rank 0 creates it.
+    crate::dist::barrier();
     let run = execute(s, &data_dir, &out, resumed, Verbosity::Full)?;
     let last = run.history.last().ok_or_else(|| anyhow!("no epoch was run"))?;
     let best = run.history.iter().map(|m| m.test_acc).fold(f64::NEG_INFINITY, f64::max);
@@ -331,8 +338,10 @@ struct Run<'d> {
 }
 
 impl Run<'_> {
-    /// Writes the run's state (model, optimizer, settings, history, progress) to `path`.
-    fn save(&self, path: &Path) -> Result<()> {
+    /// Writes the run's state (model, optimizer, settings, history, progress) to `path`; in an
+    /// MPI run, with the ranks' batch-norm statistics averaged first, by rank 0.
+    fn save(&mut self, path: &Path) -> Result<()> {
+        crate::dist::average_buffers(self.trainer.model.params_mut());
         let t = &self.trainer;
         save_checkpoint(path, &t.model, t.opt.as_ref(), &self.s, &self.history, &self.progress, self.best_acc)
     }
@@ -563,6 +572,7 @@ fn finish_epoch(run: &mut Run, epoch: usize) -> Result<()> {
         m.seconds,
         m.images_per_sec
     );
+    crate::dist::check_in_sync(run.trainer.model.params(), epoch)?;
     let improved = m.test_acc > run.best_acc;
     run.best_acc = run.best_acc.max(m.test_acc);
     run.history.push(m);
@@ -576,7 +586,12 @@ fn finish_epoch(run: &mut Run, epoch: usize) -> Result<()> {
     let lines: String =
         run.history.iter().map(|m| serde_json::to_string(m).map(|l| l + "\n")).collect::<Result<_, _>>()?;
     write_atomic(&run.out.join("metrics.jsonl"), lines)?;
-    draw_curves(&run.out.join("curves.png"), &run.history)?;
+    if crate::dist::is_root() {
+        draw_curves(&run.out.join("curves.png"), &run.history)?;
+    }
+    // The other ranks of an MPI run read nothing rank 0 writes, but wait for it, so that a
+    // command that reads this run's files next finds them.
+    crate::dist::barrier();
     std::io::stdout().flush().ok();
     Ok(())
 }

@@ -11,6 +11,7 @@ use engine::{Graph, Mode, Tensor};
 use models::Model;
 use serde::{Deserialize, Serialize};
 
+use crate::dist::{self, Reducer};
 use crate::recipe::Settings;
 
 /// Summed loss, correct predictions and images seen over some batches.
@@ -102,19 +103,28 @@ pub struct Trainer {
     schedule: Schedule,
     base_lr: f32,
     seed: u64,
+    /// Sums the gradients across the ranks of an MPI run (idle in one process).
+    pub reducer: Reducer,
 }
 
 impl Trainer {
     /// A trainer for `model` with the optimizer and schedule of the settings `s`.
     pub fn from_settings(model: Model, s: &Settings) -> Result<Trainer> {
         let schedule: Schedule = s.schedule.parse().map_err(|e| anyhow!("--schedule: {e}"))?;
-        Ok(Trainer { model, opt: build_optimizer(s)?, schedule, base_lr: s.lr, seed: s.seed })
+        Ok(Trainer {
+            model,
+            opt: build_optimizer(s)?,
+            schedule,
+            base_lr: s.lr,
+            seed: s.seed,
+            reducer: Reducer::default(),
+        })
     }
 
     /// A trainer with an optimizer of the caller's and a constant learning rate.
     pub fn new(model: Model, opt: Box<dyn Optimizer>, seed: u64) -> Trainer {
         let base_lr = opt.lr();
-        Trainer { model, opt, schedule: Schedule::Constant, base_lr, seed }
+        Trainer { model, opt, schedule: Schedule::Constant, base_lr, seed, reducer: Reducer::default() }
     }
 
     /// Sets the learning rate the schedule gives for `epoch` (0-based) and returns it.
@@ -128,6 +138,9 @@ impl Trainer {
     /// batch's fresh gradients; then the update. Returns (mean loss, correct predictions);
     /// a loss that is not finite is a [`Diverged`] error and nothing is updated.
     /// Dropout masks depend only on (seed, epoch, step), so a resumed run repeats exactly.
+    /// In an MPI run `x` is the global batch: this rank computes on its share, the gradients
+    /// and the counts are summed over the ranks (see [`crate::dist`]), and every rank returns
+    /// the same values.
     pub fn step(
         &mut self,
         x: Tensor,
@@ -136,15 +149,47 @@ impl Trainer {
         step: usize,
         inspect: impl FnOnce(&Model),
     ) -> Result<(f32, usize)> {
-        let seed = mix_seed(&[self.seed, epoch as u64, step as u64]);
+        let group = dist::group();
+        let batch = labels.len();
+        let (x, labels) = if group.size > 1 {
+            let (first, count) = dist::shard(batch, group);
+            let row = x.len() / batch.max(1);
+            let mut shape = x.shape().to_vec();
+            shape[0] = count;
+            (
+                Tensor::from_vec(&shape, x.data()[first * row..(first + count) * row].to_vec())?,
+                &labels[first..first + count],
+            )
+        } else {
+            (x, labels)
+        };
+        // Each rank of an MPI run draws its own dropout masks (its own part of the batch),
+        // fixed by (seed, epoch, step, rank).
+        let seed = if group.size > 1 {
+            mix_seed(&[self.seed, epoch as u64, step as u64, group.rank as u64])
+        } else {
+            mix_seed(&[self.seed, epoch as u64, step as u64])
+        };
         self.model.params_mut().zero_grads();
-        let (net, params) = self.model.split_mut();
-        let mut g = Graph::new(params, Mode::Train, seed);
-        let xv = g.input(x);
-        let logits = net.forward(&mut g, xv)?;
-        let loss = g.softmax_cross_entropy(logits, labels)?;
-        g.backward(loss)?;
-        let (loss, correct) = (g.value(loss).item(), count_correct(g.value(logits), labels));
+        let (mut loss, mut correct) = (0.0f32, 0usize);
+        if !labels.is_empty() {
+            let (net, params) = self.model.split_mut();
+            let mut g = Graph::new(params, Mode::Train, seed);
+            let xv = g.input(x);
+            let logits = net.forward(&mut g, xv)?;
+            let loss_var = g.softmax_cross_entropy(logits, labels)?;
+            g.backward(loss_var)?;
+            (loss, correct) = (g.value(loss_var).item(), count_correct(g.value(logits), labels));
+        }
+        if group.size > 1 {
+            // This rank's gradient of its mean loss, weighted by its share of the batch: summed
+            // over the ranks, the gradient of the global batch's mean loss.
+            let share = labels.len() as f32 / batch as f32;
+            self.reducer.sum_gradients(self.model.params_mut(), share);
+            let mut counts = [loss as f64 * labels.len() as f64, correct as f64];
+            dist::sum_f64(&mut counts);
+            (loss, correct) = ((counts[0] / batch as f64) as f32, counts[1] as usize);
+        }
         if !loss.is_finite() {
             return Err(Diverged { loss, epoch, step, lr: self.opt.lr() }.into());
         }
@@ -178,7 +223,8 @@ impl Trainer {
             let (loss, correct) = self.step(x, &batch.labels, epoch, this_step, &mut inspect)?;
             tally.add(loss, correct, n);
             end.steps_done = this_step + 1;
-            end.stopped = !after_step(end.steps_done, tally);
+            // A stop (Ctrl-C, SIGTERM) asked on any rank stops every rank after the same step.
+            end.stopped = dist::any(!after_step(end.steps_done, tally));
             Ok(())
         })?;
         Ok(end)
@@ -195,8 +241,11 @@ pub struct Evaluation {
     pub confusion: Vec<Vec<usize>>,
 }
 
-/// Evaluates `model` in evaluation mode over the whole loader.
+/// Evaluates `model` in evaluation mode over the whole loader. In an MPI run the batches are
+/// split across ranks (batch b on rank b mod size), after the ranks' batch-norm statistics
+/// were averaged, and the counts are summed: every rank returns the same evaluation.
 pub fn evaluate(model: &mut Model, loader: &Loader) -> Result<Evaluation> {
+    dist::average_buffers(model.params_mut());
     // Evaluation batches have other shapes than training steps: start from an empty pool,
     // and leave one for the training that follows.
     engine::release_buffers();
@@ -207,9 +256,16 @@ pub fn evaluate(model: &mut Model, loader: &Loader) -> Result<Evaluation> {
 
 fn evaluate_batches(model: &mut Model, loader: &Loader) -> Result<Evaluation> {
     let classes = model.classes();
+    let group = dist::group();
     let mut confusion = vec![vec![0usize; classes]; classes];
     let mut tally = Tally::default();
+    let mut b = 0;
     loader.for_each_prefetched(0, |batch| -> Result<()> {
+        let mine = b % group.size == group.rank;
+        b += 1;
+        if !mine {
+            return Ok(());
+        }
         let x = Tensor::from_vec(&batch.shape, batch.images)?;
         let (_, logits, loss) = model.evaluate_with_loss(x, &batch.labels)?;
         let pred = logits.argmax_last();
@@ -219,5 +275,16 @@ fn evaluate_batches(model: &mut Model, loader: &Loader) -> Result<Evaluation> {
         tally.add(loss, count_matches(&pred, &batch.labels), batch.labels.len());
         Ok(())
     })?;
+    if group.size > 1 {
+        let mut counts: Vec<f64> = [tally.loss_sum, tally.correct as f64, tally.seen as f64]
+            .into_iter()
+            .chain(confusion.iter().flatten().map(|&c| c as f64))
+            .collect();
+        dist::sum_f64(&mut counts);
+        tally = Tally { loss_sum: counts[0], correct: counts[1] as usize, seen: counts[2] as usize };
+        for (c, &v) in confusion.iter_mut().flatten().zip(&counts[3..]) {
+            *c = v as usize;
+        }
+    }
     Ok(Evaluation { loss: tally.mean_loss(), acc: tally.accuracy(), confusion })
 }

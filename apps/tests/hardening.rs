@@ -186,3 +186,22 @@ fn equal_runs_write_byte_identical_checkpoints_with_0d_scalars() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// A build without the `mpi` feature, started by a launcher as one of several ranks, says so
+/// and stops at once instead of training the same run twice side by side.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn a_build_without_mpi_refuses_to_be_one_of_several_ranks() {
+    for var in ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"] {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_sph"))
+            .args(["models"])
+            .env(var, "2")
+            .output()
+            .expect("sph runs");
+        assert_one_line_error(&o, &["no MPI support", "one of 2 ranks", "--features mpi"]);
+    }
+    // One rank is one process: fine.
+    let o =
+        std::process::Command::new(env!("CARGO_BIN_EXE_sph")).args(["models"]).env("PMI_SIZE", "1").output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+}

@@ -117,6 +117,12 @@ impl ParamStore {
         &self.grads[id.0]
     }
 
+    /// The accumulated gradient of a learnable parameter, mutable (to combine gradients
+    /// computed elsewhere, e.g. on other processes).
+    pub fn grad_mut(&mut self, id: ParamId) -> &mut Tensor {
+        &mut self.grads[id.0]
+    }
+
     /// Value and gradient together, for optimizers.
     pub fn value_and_grad_mut(&mut self, id: ParamId) -> (&mut Tensor, &Tensor) {
         (&mut self.values[id.0], &self.grads[id.0])
