@@ -267,6 +267,10 @@ pub fn run_overlap(args: OverlapArgs) -> Result<()> {
         .collect::<Result<_>>()?;
     let data_dir = args.data.clone().unwrap_or_else(datasets::default_data_dir);
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    // The images the runs train and are analyzed on, listed for scripts/overlap-pytorch.py.
+    for (split, limit) in [(Split::Train, args.train_limit), (Split::Test, args.test_limit)] {
+        crate::data::write_subset_listing("cifar10", split, limit, &data_dir, &args.out.join("subsets"))?;
+    }
     let taus = [args.tau / 10.0, args.tau, args.tau * 10.0];
     let mut rows = Vec::new();
     for op in &ops {

@@ -380,20 +380,9 @@ fn retention(table: &str, budget: Budget, seeds: usize, data_dir: &Path, out: &P
 /// `sph train` draws).
 fn write_plan(runs: &[Run], rows: &[Row], data_dir: &Path, out: &Path) -> Result<()> {
     let subsets = out.join("subsets");
-    std::fs::create_dir_all(&subsets)?;
-    let mut listed = std::collections::BTreeMap::new();
-    let mut subset_file = |dataset: &str, split: Split, limit: Option<usize>| -> Result<Option<String>> {
-        let Some(n) = limit else { return Ok(None) };
-        let name = format!("{dataset}-{}-{n}.txt", if split == Split::Train { "train" } else { "test" });
-        if !listed.contains_key(&name) {
-            let ds =
-                datasets::load(dataset.parse::<DatasetName>().map_err(|e| anyhow::anyhow!("{e}"))?, data_dir, split)?;
-            let indices = ds.stratified_indices(n, crate::data::SUBSET_SEED);
-            let body: String = indices.iter().map(|i| format!("{i}\n")).collect();
-            files::write_atomic(&subsets.join(&name), &body)?;
-            listed.insert(name.clone(), ());
-        }
-        Ok(Some(format!("subsets/{name}")))
+    let subset_file = |dataset: &str, split: Split, limit: Option<usize>| -> Result<Option<String>> {
+        let name = crate::data::write_subset_listing(dataset, split, limit, data_dir, &subsets)?;
+        Ok(name.map(|n| format!("subsets/{n}")))
     };
     let mut entries = Vec::new();
     for run in runs {
@@ -564,8 +553,8 @@ fn dispersion(budget: Budget, seeds: usize, data_dir: &Path, out: &Path, dry_run
         out: out.to_path_buf(),
         data: Some(data_dir.to_path_buf()),
     })?;
-    std::fs::copy(out.join("overlap.txt"), out.join("dispersion.md"))?;
-    std::fs::copy(out.join("overlap.csv"), out.join("dispersion.csv"))?;
+    files::copy_atomic(&out.join("overlap.txt"), &out.join("dispersion.md"))?;
+    files::copy_atomic(&out.join("overlap.csv"), &out.join("dispersion.csv"))?;
     println!("wrote {0}/dispersion.md and {0}/dispersion.csv", out.display());
     Ok(())
 }
