@@ -71,7 +71,13 @@ pub fn load_split(name: DatasetName, dir: &Path, split: Split, limit: Option<usi
 /// Writes the record indices of the class-stratified sample of `limit` images that
 /// [`load_split`] draws from `dataset`'s `split` into `dir/DATASET-SPLIT-N.txt` (one index per
 /// line), for the PyTorch twins to train on the same images; `None` without a limit.
-pub fn write_subset_listing(dataset: &str, split: Split, limit: Option<usize>, data_dir: &Path, dir: &Path) -> Result<Option<String>> {
+pub fn write_subset_listing(
+    dataset: &str,
+    split: Split,
+    limit: Option<usize>,
+    data_dir: &Path,
+    dir: &Path,
+) -> Result<Option<String>> {
     let Some(n) = limit else { return Ok(None) };
     let name = format!("{dataset}-{}-{n}.txt", if split == Split::Train { "train" } else { "test" });
     let path = dir.join(&name);
