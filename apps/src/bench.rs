@@ -252,15 +252,31 @@ impl KernelReport {
 }
 
 /// Median GFLOP/s of `run` (which does `flops` floating-point operations) over a few runs.
-fn time_gflops(flops: f64, mut run: impl FnMut() -> Result<()>) -> Result<f64> {
+fn time_gflops(flops: f64, run: impl FnMut() -> Result<()>) -> Result<f64> {
+    Ok(flops / median_seconds(7, run)?.max(1e-12) / 1e9)
+}
+
+/// Median seconds of `repeats` runs of `run`, after one untimed run.
+fn median_seconds(repeats: usize, mut run: impl FnMut() -> Result<()>) -> Result<f64> {
     run()?; // warm-up
-    let mut rates = Vec::new();
-    for _ in 0..7 {
+    let mut times = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
         let started = Instant::now();
         run()?;
-        rates.push(flops / started.elapsed().as_secs_f64().max(1e-12) / 1e9);
+        times.push(started.elapsed().as_secs_f64());
     }
-    Ok(median_min_max(&mut rates).0)
+    Ok(median_min_max(&mut times).0)
+}
+
+/// One training-mode forward and backward of `module` on `x` (the sum of its outputs as the
+/// loss), gradients into `store`.
+fn forward_backward(store: &mut ParamStore, module: &dyn Module, x: &Tensor) -> Result<()> {
+    let mut g = Graph::new(store, Mode::Train, 0);
+    let xv = g.variable(x.clone());
+    let y = module.forward(&mut g, xv)?;
+    let loss = g.sum(y);
+    g.backward(loss)?;
+    Ok(())
 }
 
 /// Median microseconds of the spherization op, forward and backward through the tape, at the
@@ -271,22 +287,7 @@ fn spherize_time(rng: &mut StdRng) -> Result<KernelReport> {
     let cfg = SphereConfig { scaling: 5.0, radius: 5.0, ..SphereConfig::default() };
     let sph = Spherization::new(&mut store, "sph", n, cfg)?;
     let z = Tensor::uniform(&[rows, n], -1.0, 1.0, rng);
-    let mut run = || -> Result<()> {
-        let mut g = Graph::new(&mut store, Mode::Train, 0);
-        let zv = g.variable(z.clone());
-        let s = sph.forward(&mut g, zv)?;
-        let loss = g.sum(s);
-        g.backward(loss)?;
-        Ok(())
-    };
-    run()?; // warm-up
-    let mut times = Vec::new();
-    for _ in 0..51 {
-        let started = Instant::now();
-        run()?;
-        times.push(started.elapsed().as_secs_f64() * 1e6);
-    }
-    let median = median_min_max(&mut times).0;
+    let median = 1e6 * median_seconds(51, || forward_backward(&mut store, &sph, &z))?;
     Ok(KernelReport::time(format!("spherize fwd+bwd [{rows}, {n}]"), median))
 }
 
@@ -396,14 +397,7 @@ fn bench_kernels(threads: usize, json: bool) -> Result<()> {
         let x = Tensor::uniform(&[batch, c_in, size, size], -1.0, 1.0, &mut rng);
         let out = size + 2 * pad - k + 1;
         let flops = 3.0 * 2.0 * (batch * c_out * out * out * c_in * k * k) as f64;
-        let gflops = time_gflops(flops, || {
-            let mut g = Graph::new(&mut store, Mode::Train, 0);
-            let xv = g.variable(x.clone());
-            let y = conv.forward(&mut g, xv)?;
-            let loss = g.sum(y);
-            g.backward(loss)?;
-            Ok(())
-        })?;
+        let gflops = time_gflops(flops, || forward_backward(&mut store, &conv, &x))?;
         reports.push(KernelReport::rate(format!("conv fwd+bwd {name}, batch 128"), gflops));
     }
     reports.push(spherize_time(&mut rng)?);

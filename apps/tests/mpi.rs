@@ -56,6 +56,13 @@ fn fnn(epochs: &str, out: &Path) -> Vec<String> {
     args.iter().chain(&more).map(|a| a.to_string()).chain([out.display().to_string()]).collect()
 }
 
+/// `sph train` of the spherized LeNet-5 on all of MNIST for `epochs`, into `out`.
+fn lenet(epochs: &str, threads: &str, out: &Path) -> Vec<String> {
+    let args =
+        ["train", "--model", "sph_lenet", "--dataset", "mnist", "--epochs", epochs, "--threads", threads, "--out"];
+    args.iter().map(|a| a.to_string()).chain([out.display().to_string()]).collect()
+}
+
 fn run(ranks: Option<usize>, data: &Path, args: &[String]) -> Output {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match ranks {
@@ -91,23 +98,7 @@ fn two_ranks_train_the_same_parameters_as_one_process() {
 fn lenet_on_two_ranks_reaches_the_accuracy_of_one_and_writes_one_set_of_outputs() {
     let data = mnist();
     let out = scratch("lenet");
-    let o = mpi_sph(
-        2,
-        &data,
-        &[
-            "train",
-            "--model",
-            "sph_lenet",
-            "--dataset",
-            "mnist",
-            "--epochs",
-            "1",
-            "--threads",
-            "1",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let o = run(Some(2), &data, &lenet("1", "1", &out));
     assert!(o.status.success(), "{}", text(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(stdout.matches("done: test accuracy").count(), 1, "rank 0 alone prints: {stdout}");
@@ -161,10 +152,8 @@ fn ranks_of(mpirun: u32) -> Vec<u32> {
 /// Starts a long 2-rank LeNet run, waits until it trains, then sends `signal` to rank 1 alone;
 /// returns mpirun's exit status, how long it took to end, and what it printed.
 fn signal_one_rank(data: &Path, out: &Path, signal: &str) -> (std::process::ExitStatus, Duration, String) {
-    let args = ["train", "--model", "sph_lenet", "--dataset", "mnist", "--epochs", "20", "--threads", "1"];
     let child = mpirun(2, data)
-        .args(args)
-        .args(["--out", out.to_str().unwrap()])
+        .args(lenet("20", "1", out))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -189,25 +178,9 @@ fn sigterm_on_one_rank_stops_every_rank_after_a_save() {
     assert!(printed.contains("interrupted at epoch"), "{printed}");
     let ckpt = out.join("last.safetensors");
     // The saved state resumes (here on one rank, for one more epoch).
-    let o = mpi_sph(
-        1,
-        &data,
-        &[
-            "train",
-            "--model",
-            "sph_lenet",
-            "--dataset",
-            "mnist",
-            "--epochs",
-            "1",
-            "--threads",
-            "2",
-            "--out",
-            out.to_str().unwrap(),
-            "--resume",
-            ckpt.to_str().unwrap(),
-        ],
-    );
+    let resume: Vec<String> =
+        lenet("1", "2", &out).into_iter().chain(["--resume".into(), ckpt.display().to_string()]).collect();
+    let o = run(Some(1), &data, &resume);
     assert!(o.status.success(), "{}", text(&o));
 }
 
