@@ -149,24 +149,43 @@ fn conv2d_groups_images_per_gemm_with_a_ragged_last_group() {
 }
 
 #[test]
-fn conv2d_winograd_3x3_stride1_odd_sizes_paddings_and_two_groups() {
-    // 16 input channels, 3x3, stride 1: the Winograd path. Odd output sizes leave partial tiles;
-    // 130 images of 2x2 outputs (one tile each) make two groups of the pipeline (128 + 2).
-    let mut store = ParamStore::new();
-    let w = store.add("w", rand_t(&[3, 16, 3, 3], 1));
-    let b = store.add("b", rand_t(&[3], 2));
-    check("conv2d_winograd_p1", store.clone(), vec![rand_t(&[2, 16, 5, 3], 3)], &move |g, v| {
-        let (wv, bv) = (g.param(w), g.param(b));
-        g.conv2d(v[0], wv, Some(bv), 1, 1).unwrap()
-    });
-    check("conv2d_winograd_p0", store.clone(), vec![rand_t(&[1, 16, 5, 6], 4)], &move |g, v| {
-        let wv = g.param(w);
-        g.conv2d(v[0], wv, None, 1, 0).unwrap()
-    });
-    check("conv2d_winograd_groups", store, vec![rand_t(&[130, 16, 2, 2], 5)], &move |g, v| {
-        let (wv, bv) = (g.param(w), g.param(b));
-        g.conv2d(v[0], wv, Some(bv), 1, 1).unwrap()
-    });
+fn conv2d_3x3_stride1_direct_and_winograd_odd_sizes_paddings_and_two_groups() {
+    // 3x3 at stride 1: 16 input channels take the direct kernel (on CPUs with AVX-512, else
+    // Winograd), 36 take Winograd. Odd output sizes leave partial tiles; 130 images of 2x2
+    // outputs (one tile each) make two groups of the Winograd pipeline (128 + 2) and a partial
+    // task of the direct kernel's backward.
+    for channels in [16, 36] {
+        let mut store = ParamStore::new();
+        let w = store.add("w", rand_t(&[3, channels, 3, 3], 1));
+        let b = store.add("b", rand_t(&[3], 2));
+        check(
+            &format!("conv2d_3x3_c{channels}_p1"),
+            store.clone(),
+            vec![rand_t(&[2, channels, 5, 3], 3)],
+            &move |g, v| {
+                let (wv, bv) = (g.param(w), g.param(b));
+                g.conv2d(v[0], wv, Some(bv), 1, 1).unwrap()
+            },
+        );
+        check(
+            &format!("conv2d_3x3_c{channels}_p0"),
+            store.clone(),
+            vec![rand_t(&[1, channels, 5, 6], 4)],
+            &move |g, v| {
+                let wv = g.param(w);
+                g.conv2d(v[0], wv, None, 1, 0).unwrap()
+            },
+        );
+        check(
+            &format!("conv2d_3x3_c{channels}_groups"),
+            store,
+            vec![rand_t(&[130, channels, 2, 2], 5)],
+            &move |g, v| {
+                let (wv, bv) = (g.param(w), g.param(b));
+                g.conv2d(v[0], wv, Some(bv), 1, 1).unwrap()
+            },
+        );
+    }
 }
 
 #[test]

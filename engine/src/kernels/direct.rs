@@ -1,6 +1,7 @@
-//! Direct convolution for stride-1 layers with few input rows (`C * k * k <= 150`: LeNet's
-//! 5x5 layers, the 3-channel first layers of VGG and CNN-9), where im2col + GEMM moves more
-//! memory than it computes and a GEMM tile of 12 output channels is half empty.
+//! Direct convolution for stride-1 layers with few input rows (`C * k * k <= 300`: LeNet's
+//! 5x5 layers, the 3-channel first layers of VGG and CNN-9, CNN-9's 32-channel layers), where
+//! im2col + GEMM moves more memory than it computes, a GEMM tile of 12 output channels is half
+//! empty, and Winograd's transforms cost more than they save.
 //!
 //! Each image's input is copied into a zero-padded plane per channel, `wp = W + 2p` wide. In
 //! that layout an output pixel (oy, ox) and its kernel offset (ky, kx) read input element
@@ -42,7 +43,8 @@ const BLOCK: usize = 8;
 const IMAGES_PER_TASK: usize = 8;
 
 /// Whether a convolution of this shape runs here: on a CPU with AVX-512 (where our own GEMM
-/// runs), stride 1, a square kernel wider than the padding, and at most 150 rows of im2col.
+/// runs), stride 1, a square kernel wider than the padding, and at most 300 rows of im2col
+/// (at 32 channels on 32x32 maps this beats Winograd; from 48 channels Winograd wins).
 pub(crate) fn applies(window: &Window) -> bool {
     super::gemm::sgemm_backend() == "avx512"
         && window.stride == 1

@@ -1,9 +1,11 @@
-//! conv2d: forward and backward, through one of two algorithms chosen by shape alone.
+//! conv2d: forward and backward, through one of three algorithms chosen by shape alone
+//! ([`Algorithm::for_window`]; the thresholds were measured per layer with `sph bench --kernels`):
 //!
-//! - 3x3 kernels at stride 1 with at least 16 input channels (every VGG and CNN-9 layer but
-//!   the first): Winograd F(2x2, 3x3) (`kernels::winograd`), 2.25x fewer multiply-adds.
-//! - Other stride-1 layers with at most 150 im2col rows (LeNet's 5x5 layers, 3-channel first
-//!   layers): a direct convolution (`kernels::direct`), 8 output channels per register block.
+//! - Stride-1 layers with at most 300 im2col rows, on CPUs with AVX-512 (LeNet's 5x5 layers,
+//!   3-channel first layers, CNN-9's 32-channel layers): a direct convolution
+//!   (`kernels::direct`), 8 output channels per register block.
+//! - Other 3x3 stride-1 layers with at least 16 input channels (VGG's and CNN-9's wider
+//!   layers): Winograd F(2x2, 3x3) (`kernels::winograd`), 2.25x fewer multiply-adds.
 //! - Everything else (strides, wide kernels over many channels): im2col + GEMM,
 //!   parallel over groups of images whose column matrices sit side by side in one wide
 //!   matrix [C*k*k, group*Ho*Wo], so that late layers with tiny feature maps (4x4, 2x2) still
@@ -60,6 +62,27 @@ fn gather_group(dy: &[f32], wide: &mut [f32], c_out: usize, cols: usize) {
     }
 }
 
+/// How a convolution of some shape is computed, forward and backward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Algorithm {
+    Direct,
+    Winograd,
+    Im2col,
+}
+
+impl Algorithm {
+    /// The algorithm for this shape (the backward pass makes the same choice again).
+    fn for_window(window: &Window) -> Algorithm {
+        if direct::applies(window) {
+            Algorithm::Direct
+        } else if winograd::applies(window) {
+            Algorithm::Winograd
+        } else {
+            Algorithm::Im2col
+        }
+    }
+}
+
 impl Graph<'_> {
     /// `y[N, Co, Ho, Wo] = conv(x[N, C, H, W], w[Co, C, k, k]) + b[Co]`, square kernel,
     /// the same stride and zero padding on both axes.
@@ -91,12 +114,10 @@ impl Graph<'_> {
         let mut y = Tensor::for_overwrite(&[batch, c_out, window.out_h(), window.out_w()]);
         let (xv, wv) = (self.value(x).data(), self.value(w).data());
         let bias = b.map(|b| self.value(b).data());
-        if direct::applies(&window) {
-            direct::conv_forward(xv, wv, bias, &window, c_out, y.data_mut());
-        } else if winograd::applies(&window) {
-            winograd::conv_forward(xv, wv, bias, &window, batch, c_out, y.data_mut());
-        } else {
-            im2col_forward(xv, wv, bias, &window, c_out, y.data_mut());
+        match Algorithm::for_window(&window) {
+            Algorithm::Direct => direct::conv_forward(xv, wv, bias, &window, c_out, y.data_mut()),
+            Algorithm::Winograd => winograd::conv_forward(xv, wv, bias, &window, batch, c_out, y.data_mut()),
+            Algorithm::Im2col => im2col_forward(xv, wv, bias, &window, c_out, y.data_mut()),
         }
         let inputs: Vec<Var> = [x, w].into_iter().chain(b).collect();
         Ok(self.record(Op::Conv2d(Conv2dSaved { x, w, b, window }), y, &inputs))
@@ -118,14 +139,17 @@ impl Conv2dSaved {
                 }
             }
         }
-        if direct::applies(window) {
-            let (dx, dw) = grads.two_slots(x, w);
-            direct::conv_backward(xv.data(), wv.data(), dy, window, batch, c_out, dx, dw);
-        } else if winograd::applies(window) {
-            let (dx, dw) = grads.two_slots(x, w);
-            winograd::conv_backward(xv.data(), wv.data(), dy, window, batch, c_out, dx, dw);
-        } else {
-            im2col_backward(xv.data(), wv.data(), dy, window, c_out, grads, x, w);
+        let (xd, wd) = (xv.data(), wv.data());
+        match Algorithm::for_window(window) {
+            Algorithm::Direct => {
+                let (dx, dw) = grads.two_slots(x, w);
+                direct::conv_backward(xd, wd, dy, window, batch, c_out, dx, dw);
+            }
+            Algorithm::Winograd => {
+                let (dx, dw) = grads.two_slots(x, w);
+                winograd::conv_backward(xd, wd, dy, window, batch, c_out, dx, dw);
+            }
+            Algorithm::Im2col => im2col_backward(xd, wd, dy, window, c_out, grads, x, w),
         }
     }
 }
