@@ -4,6 +4,7 @@ use rayon::prelude::*;
 
 use crate::autograd::{Grads, Graph, Values, Var};
 use crate::error::{EngineError, Result};
+use crate::kernels::parallel::sum_f64;
 use crate::op::{BatchNormSaved, Op};
 use crate::ops::channel_layout;
 use crate::params::ParamId;
@@ -20,21 +21,6 @@ pub struct BatchNormIds {
     pub running_mean: ParamId,
     /// Running (unbiased) variance buffer.
     pub running_var: ParamId,
-}
-
-/// The f64 sum of f(v) over `values`, in eight interleaved partial sums: one running sum is a
-/// chain of dependent additions (4 cycles each), eight of them vectorize. The order is fixed by
-/// the data alone, so the result does not depend on the thread count.
-fn sum_f64(values: &[f32], f: impl Fn(f32) -> f64) -> f64 {
-    let mut lanes = [0.0f64; 8];
-    let chunks = values.chunks_exact(8);
-    let tail: f64 = chunks.remainder().iter().map(|&v| f(v)).sum();
-    for chunk in chunks {
-        for (acc, &v) in lanes.iter_mut().zip(chunk) {
-            *acc += f(v);
-        }
-    }
-    lanes.iter().sum::<f64>() + tail
 }
 
 /// Per channel: sum over the batch and pixels of f(channel, value), in f64.
