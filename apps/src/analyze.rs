@@ -56,6 +56,9 @@ pub struct OverlapArgs {
     /// Data directory (default: $SPH_DATA or data/).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Worker threads (default: RAYON_NUM_THREADS or all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// One operator of the paper's table.
@@ -249,6 +252,7 @@ fn saturation(model: &Model, s: &Settings, r: &Representations, overlapped: &[bo
 
 /// `sph analyze overlap`.
 pub fn run_overlap(args: OverlapArgs) -> Result<()> {
+    train::set_threads(args.threads)?;
     if !(args.tau > 0.0 && args.tau < std::f64::consts::PI / 10.0) {
         bail!("--tau: expected a positive angle in radians below pi/10, found {}", args.tau);
     }

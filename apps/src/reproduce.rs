@@ -552,6 +552,7 @@ fn dispersion(budget: Budget, seeds: usize, data_dir: &Path, out: &Path, dry_run
         tau: 1e-3,
         out: out.to_path_buf(),
         data: Some(data_dir.to_path_buf()),
+        threads: None,
     })?;
     files::copy_atomic(&out.join("overlap.txt"), &out.join("dispersion.md"))?;
     files::copy_atomic(&out.join("overlap.csv"), &out.join("dispersion.csv"))?;
