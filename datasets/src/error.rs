@@ -21,13 +21,12 @@ impl fmt::Display for Shown<'_> {
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// The operating system refused a read (permissions, a directory instead of a file, ...).
-    #[error("{}: {source}", Shown(path))]
+    #[error("{}: {error}", Shown(path))]
     Io {
         /// File that could not be read.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
+        /// The underlying error (part of the message, so that an error chain names it once).
+        error: io::Error,
     },
 
     /// The data set's folder or one of its files is not there.
@@ -266,7 +265,7 @@ pub enum DataError {
 
 impl DataError {
     /// Wraps an io::Error with the path it happened on.
-    pub(crate) fn io(path: &Path, source: io::Error) -> DataError {
-        DataError::Io { path: path.to_path_buf(), source }
+    pub(crate) fn io(path: &Path, error: io::Error) -> DataError {
+        DataError::Io { path: path.to_path_buf(), error }
     }
 }

@@ -48,9 +48,9 @@ pub fn save(path: &Path, tensors: &[(String, Tensor)], metadata: &HashMap<String
         safetensors::tensor::serialize(views, &meta).map_err(|e| ckpt_err(path, format!("cannot encode: {e}")))?;
     let encoded = with_sorted_header(encoded).map_err(|e| ckpt_err(path, format!("cannot encode: {e}")))?;
     let tmp = temporary_sibling(path);
-    let io = |source| EngineError::Io { path: tmp.clone(), source };
+    let io = |error| EngineError::Io { path: tmp.clone(), error };
     std::fs::write(&tmp, encoded).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|source| EngineError::Io { path: path.to_path_buf(), source })
+    std::fs::rename(&tmp, path).map_err(|error| EngineError::Io { path: path.to_path_buf(), error })
 }
 
 /// Rewrites the JSON header of an encoded safetensors file with its keys in sorted order.
@@ -82,7 +82,7 @@ fn temporary_sibling(path: &Path) -> PathBuf {
 
 /// Reads a checkpoint. A truncated, corrupt or non-f32 file gives an error naming it.
 pub fn load(path: &Path) -> Result<Checkpoint> {
-    let bytes = std::fs::read(path).map_err(|source| EngineError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|error| EngineError::Io { path: path.to_path_buf(), error })?;
     let (_, meta) =
         SafeTensors::read_metadata(&bytes).map_err(|e| ckpt_err(path, format!("not a valid safetensors file: {e}")))?;
     let parsed =

@@ -19,13 +19,14 @@ pub enum EngineError {
         /// What is wrong with it.
         message: String,
     },
-    /// An I/O failure, with the file it concerned.
-    #[error("{path}: {source}")]
+    /// An I/O failure, with the file it concerned (the operating system's error is part of
+    /// the message, not a separate cause, so that an error chain names it once).
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The operating system's error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
