@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""PyTorch twin of `sph analyze overlap` for the plain and the spherized CNN-9: trains each run
-that the analysis trained in OUT (the settings from OUT/OPERATOR-sSEED/config.json, the images
-from the listings in OUT/subsets/), takes the test representations (the input of the last
-layer), keeps only their angles and counts, at tau/10, tau and 10 tau, the test samples with
-another within tau (overlapped), those of them misclassified (errors) and the overlapping
+"""PyTorch twin of `sph analyze overlap` (and of `sph reproduce dispersion`) for CNN-9 with any
+of its last-layer operators (plain, the six angle-based projections, spherization): trains each
+run that the analysis trained in OUT (the settings from OUT/OPERATOR-sSEED/config.json, the
+images from the listings in OUT/subsets/), takes the test representations (the input of the
+last layer), keeps only their angles and counts, at tau/10, tau and 10 tau, the test samples
+with another within tau (overlapped), those of them misclassified (errors) and the overlapping
 pairs with different labels (conflicts), with exact angles in float64, as the analysis does;
 for the spherized network also the learned scaling and the share of saturated angles (float32
-sigmoid(alpha z) rounding to 1, or the angle to phi_L). Writes OUT/pytorch-overlap.csv.
-Written from the paper and our docs; not part of CI.
+sigmoid(alpha z) rounding to 1, or the angle to phi_L). Appends one line per tau to
+OUT/pytorch-overlap.csv after each run; runs already there are skipped, so an interrupted
+twin resumes. Written from the paper and our docs; not part of CI.
 
-    target/torch-venv/bin/python scripts/overlap-pytorch.py runs/overlap-e3 --operators base,spherization --threads 2
+    target/torch-venv/bin/python scripts/overlap-pytorch.py runs/reproduce/dispersion/cpu --threads 2
 """
 
 import argparse
@@ -24,16 +26,17 @@ import torch
 from torch import nn
 
 from paper_data import load, prepare
-from paper_nets import Spherization
+from paper_nets import AngularLinear, Spherization
 from paper_train import normalize, subset, train_run
 
-MODELS = {"base": "cnn9", "spherization": "sph_cnn9_s"}
+HEADER = ["operator", "model", "seed", "train_acc", "test_acc", "test_samples", "dims", "tau", "overlapped", "errors",
+          "conflicts", "seconds", "scaling", "saturated_fraction"]
 
 
 def representations(model, x, y):
     """(representations [N, d] float64, head inputs z or None, predictions, the Spherization
     module or None) of the test images, in evaluation mode."""
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    last = [m for m in model.modules() if isinstance(m, (nn.Linear, AngularLinear))][-1]
     sph = next((m for m in model.modules() if isinstance(m, Spherization)), None)
     seen = {"repr": [], "z": []}
     hooks = [last.register_forward_hook(lambda m, inp, out: seen["repr"].append(inp[0].detach()))]
@@ -91,7 +94,7 @@ def saturated_fraction(sph, z):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("out", type=Path, help="the --out folder of a `sph analyze overlap` run")
-    p.add_argument("--operators", default="base,spherization")
+    p.add_argument("--operators", default=None, help="comma-separated (default: every operator the analysis ran)")
     p.add_argument("--seeds", default="0")
     p.add_argument("--tau", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=None)
@@ -101,16 +104,27 @@ def main():
         torch.set_num_threads(args.threads)
     data_dir = args.data or Path(os.environ.get("SPH_DATA", "data"))
     taus = [args.tau / 10, args.tau, args.tau * 10]
-    rows = []
-    for op in args.operators.split(","):
-        if op not in MODELS:
-            p.error(f"the twin knows the operators {', '.join(MODELS)}, not '{op}'")
+    with open(args.out / "overlap.csv") as f:
+        analyzed_rows = list(csv.DictReader(f))
+    operators = args.operators.split(",") if args.operators else list(dict.fromkeys(r["operator"] for r in analyzed_rows))
+    out = args.out / "pytorch-overlap.csv"
+    done = set()
+    if out.exists():
+        with open(out) as f:
+            done = {(r["operator"], r["seed"]) for r in csv.DictReader(f)}
+    for op in operators:
         for seed in args.seeds.split(","):
-            config = json.loads((args.out / f"{op}-s{seed}" / "config.json").read_text())
-            s = config["settings"]
+            if (op, seed) in done:
+                print(f"{op} seed {seed}: already in {out}", flush=True)
+                continue
+            config_path = args.out / f"{op}-s{seed}" / "config.json"
+            if not config_path.exists():
+                p.error(f"{config_path}: not found; run the analysis of operator '{op}' seed {seed} first")
+            s = json.loads(config_path.read_text())["settings"]
             # The analysis's test subset is not a training setting: take its size from its table.
-            with open(args.out / "overlap.csv") as f:
-                analyzed = next(r for r in csv.DictReader(f) if r["operator"] == op and r["seed"] == seed)
+            analyzed = next((r for r in analyzed_rows if r["operator"] == op and r["seed"] == seed), None)
+            if analyzed is None:
+                p.error(f"{args.out / 'overlap.csv'}: no line for operator '{op}' seed {seed}")
             test_limit = None if int(analyzed["test_samples"]) >= 10000 else int(analyzed["test_samples"])
             listing = lambda split, n: None if n is None else f"subsets/cifar10-{split}-{n}.txt"
             entry = {"settings": s, "train_subset": listing("train", s["train_limit"]), "test_subset": None}
@@ -122,18 +136,19 @@ def main():
             pairs = close_pairs(reprs, taus[2])
             scaling = "" if sph is None else f"{sph.scaling.item():.4f}"
             saturation = "" if sph is None else f"{saturated_fraction(sph, z):.4f}"
+            rows = []
             for tau in taus:
                 overlapped, errors, conflicts = counts(pairs, tau, test_y, preds)
-                rows.append([op, MODELS[op], seed, f"{train_acc:.2f}", f"{test_acc:.2f}", len(test_y), reprs.shape[1],
+                rows.append([op, s["model"], seed, f"{train_acc:.2f}", f"{test_acc:.2f}", len(test_y), reprs.shape[1],
                              f"{tau:e}", overlapped, errors, conflicts, f"{seconds:.0f}", scaling, saturation])
-            print(f"  test {test_acc:.2f}%: #ovlp {rows[-2][8]} #err {rows[-2][9]} #conflict {rows[-2][10]} at tau {args.tau:e}", flush=True)
-    out = args.out / "pytorch-overlap.csv"
-    with open(out, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["operator", "model", "seed", "train_acc", "test_acc", "test_samples", "dims", "tau", "overlapped",
-                    "errors", "conflicts", "seconds", "scaling", "saturated_fraction"])
-        w.writerows(rows)
-    print(f"wrote {out}")
+            print(f"  test {test_acc:.2f}%: #ovlp {rows[1][8]} #err {rows[1][9]} #conflict {rows[1][10]} at tau {args.tau:e}", flush=True)
+            new = not out.exists()
+            with open(out, "a", newline="") as f:
+                w = csv.writer(f)
+                if new:
+                    w.writerow(HEADER)
+                w.writerows(rows)
+    print(f"wrote {out}; run the analysis again (`sph analyze overlap` with the same flags, or `sph reproduce dispersion`) to put it beside ours in overlap.txt")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ models/src/ for the Rust side), for the PyTorch twins `bench-pytorch.py` and
 `reproduce-pytorch.py`: the same layers, heads and initialisation as our registry models."""
 
 import math
+import re
 
 import torch
 from torch import nn
@@ -25,6 +26,41 @@ class Spherization(nn.Module):
         ones = torch.ones(z.shape[0], 1, dtype=z.dtype)
         prefix = self.radius * torch.cumprod(torch.cat([ones, torch.sin(phi)], dim=1), dim=1)
         return torch.cat([prefix[:, :-1] * torch.cos(phi), prefix[:, -1:]], dim=1)
+
+
+class AngularLinear(nn.Module):
+    """SphereNet's angle-based projection onto the rows of a bias-free weight [m, n]: with the
+    cosine c of the angle theta between an input row and a weight row (norms
+    sqrt(sum v^2 + 1e-12)), theta = acos(clamp(c, -1 + 1e-6, 1 - 1e-6)) and f one of linear
+    1 - 2 theta/pi, cosine c, sigmoid K (1 - e^u) / (1 + e^u) with u = theta/k - pi/(2k), k = 0.3
+    (f(0) = 1, f(pi) = -1); direct y = f(theta), indirect ("W-Softmax") y = |x| f(theta).
+    PyTorch's default Linear init (uniform in +-1/sqrt(n)), as our `AngularLinear`."""
+
+    def __init__(self, n, m, f, indirect):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(m, n).uniform_(-1 / math.sqrt(n), 1 / math.sqrt(n)))
+        self.f, self.indirect = f, indirect
+
+    def forward(self, x):
+        x_norm = torch.sqrt((x * x).sum(1, keepdim=True) + 1e-12)
+        w_norm = torch.sqrt((self.weight * self.weight).sum(1) + 1e-12)
+        c = (x @ self.weight.t()) / (x_norm * w_norm)
+        if self.f == "cosine":
+            y = c
+        else:
+            theta = torch.acos(c.clamp(-1 + 1e-6, 1 - 1e-6))
+            if self.f == "linear":
+                y = 1 - 2 * theta / math.pi
+            else:
+                k = 0.3
+                big_k = (1 + math.exp(-math.pi / (2 * k))) / (1 - math.exp(-math.pi / (2 * k)))
+                e = torch.exp(theta / k - math.pi / (2 * k))
+                y = big_k * (1 - e) / (1 + e)
+        return x_norm * y if self.indirect else y
+
+
+# CNN-9's last-layer operators by registry name: cnn9_{f}_s direct, cnn9_w_{f}_s indirect.
+ANGLE_FNS = ("linear", "cosine", "sigmoid")
 
 
 def head(n, classes, spherized, sphere=None):
@@ -80,7 +116,10 @@ def vgg_bn(depth, spherized, widths=(64, 128, 256, 512), channels=3, avg_pool=Fa
     return nn.Sequential(*layers, nn.Flatten(), *classifier)
 
 
-def cnn9(spherized, multiplier=1.0, classes=10, sphere=None):
+def cnn9(spherized, multiplier=1.0, classes=10, sphere=None, angle=None):
+    """CNN-9: three stages of three 3x3 conv + BN + ReLU (128, 192, 256, times the multiplier),
+    each ended by 2x2 max-pooling, then Linear(4096 -> 256) and a last layer that is ordinary,
+    spherized, or (angle = (f, indirect)) an angle-based projection. PyTorch's default init."""
     scaled = lambda w: max(1, round(w * multiplier))
     layers, c_in = [], 3
     for width in [scaled(w) for w in (128, 192, 256)]:
@@ -89,7 +128,12 @@ def cnn9(spherized, multiplier=1.0, classes=10, sphere=None):
             c_in = width
         layers.append(nn.MaxPool2d(2))
     hidden = scaled(256)
-    last = head(hidden, classes, True, sphere) if spherized else nn.Linear(hidden, classes)
+    if angle is not None:
+        last = AngularLinear(hidden, classes, *angle)
+    elif spherized:
+        last = head(hidden, classes, True, sphere)
+    else:
+        last = nn.Linear(hidden, classes)
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * 16, hidden), last)
 
 
@@ -131,4 +175,7 @@ def build(name, classes=10, widths=None, width_multiplier=1.0, sphere=None):
         return vis_cnn(2, True, **kw)
     if family in ("cnn9", "cnn9_s"):
         return cnn9(spherized, width_multiplier, **kw)
+    projection = re.fullmatch(r"cnn9_(w_)?(\w+)_s", family)
+    if projection and projection[2] in ANGLE_FNS:
+        return cnn9(False, width_multiplier, angle=(projection[2], projection[1] is not None), **kw)
     raise ValueError(f"the PyTorch twins do not know model '{name}'")

@@ -329,6 +329,7 @@ pub fn run_overlap(args: OverlapArgs) -> Result<()> {
     }
     let mut table = render_table(&ops, &rows, &taus);
     table += &render_saturation(&rows, args.tau);
+    table += &render_twin(&ops, &rows, &args.out.join("pytorch-overlap.csv"), args.tau)?;
     println!("\n{table}");
     write_outputs(&args.out, &rows, &table)?;
     println!("wrote {0}/overlap.csv, {0}/overlap.json and {0}/overlap.txt", args.out.display());
@@ -410,6 +411,101 @@ fn render_saturation(rows: &[Row], tau: f64) -> String {
     t
 }
 
+/// One line of `scripts/overlap-pytorch.py`'s `pytorch-overlap.csv` at the table's tau.
+struct TwinRow {
+    operator: String,
+    test_acc: f64,
+    counts: [f64; 3],
+    saturated: Option<f64>,
+}
+
+/// The twin's lines at `tau` (an absent file is no twin; a malformed one is an error naming it).
+fn read_twin(path: &Path, tau: f64) -> Result<Vec<TwinRow>> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(Vec::new()) };
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let column = |name: &str| {
+        header.iter().position(|h| *h == name).ok_or_else(|| anyhow!("{}: no column '{name}'", path.display()))
+    };
+    let [op, acc, tau_col, ovlp, err, conflict, sat] =
+        ["operator", "test_acc", "tau", "overlapped", "errors", "conflicts", "saturated_fraction"].map(column);
+    let (op, acc, tau_col, ovlp, err, conflict, sat) = (op?, acc?, tau_col?, ovlp?, err?, conflict?, sat?);
+    let mut rows = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let f: Vec<&str> = line.split(',').collect();
+        let number = |c: usize| -> Result<f64> {
+            let v = f.get(c).copied().unwrap_or_default();
+            v.parse::<f64>().map_err(|_| {
+                anyhow!("{}: line {}, column '{}': expected a number, found '{v}'", path.display(), i + 2, header[c])
+            })
+        };
+        if (number(tau_col)? / tau - 1.0).abs() > 1e-6 {
+            continue;
+        }
+        rows.push(TwinRow {
+            operator: f[op].to_string(),
+            test_acc: number(acc)?,
+            counts: [number(ovlp)?, number(err)?, number(conflict)?],
+            saturated: f.get(sat).filter(|v| !v.is_empty()).map(|_| number(sat)).transpose()?,
+        });
+    }
+    Ok(rows)
+}
+
+/// Ours beside the PyTorch twin of the same protocol (means over the seeds each ran), when
+/// `scripts/overlap-pytorch.py` has written its file; empty otherwise.
+fn render_twin(ops: &[&Operator], rows: &[Row], path: &Path, tau: f64) -> Result<String> {
+    let twin = read_twin(path, tau)?;
+    if twin.is_empty() {
+        return Ok(String::new());
+    }
+    let mut t = format!(
+        "\nOurs / the PyTorch twin of the same protocol (scripts/overlap-pytorch.py), at tau {tau:e}:\n\
+         | role | operator | test acc. (%) | # ovlp. | # err. | # conflict | saturated angles (%) |\n\
+         | --- | --- | --- | --- | --- | --- | --- |\n"
+    );
+    let mean = |v: Vec<f64>| if v.is_empty() { None } else { Some(mean_std(&v).0) };
+    let pair = |ours: Option<f64>, theirs: Option<f64>, digits: usize| {
+        let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
+        format!("{} / {}", show(ours), show(theirs))
+    };
+    for op in ops {
+        let mine: Vec<&Row> = rows.iter().filter(|r| r.operator == op.key).collect();
+        let theirs: Vec<&TwinRow> = twin.iter().filter(|r| r.operator == op.key).collect();
+        let ours_count = |k: usize| {
+            mean(
+                mine.iter()
+                    .map(|r| [r.counts[1].overlapped, r.counts[1].errors, r.counts[1].conflicts][k] as f64)
+                    .collect(),
+            )
+        };
+        let twin_count = |k: usize| mean(theirs.iter().map(|r| r.counts[k]).collect());
+        let saturated = if op.key == "spherization" {
+            pair(
+                mean(mine.iter().filter_map(|r| r.saturation.as_ref()).map(|s| 100.0 * s.fraction).collect()),
+                mean(theirs.iter().filter_map(|r| r.saturated).map(|s| 100.0 * s).collect()),
+                1,
+            )
+        } else {
+            String::new()
+        };
+        t += &format!(
+            "| {} | {} | {} | {} | {} | {} | {saturated} |\n",
+            op.role,
+            op.label,
+            pair(
+                mean(mine.iter().map(|r| 100.0 * r.test_acc).collect()),
+                mean(theirs.iter().map(|r| r.test_acc).collect()),
+                2
+            ),
+            pair(ours_count(0), twin_count(0), 0),
+            pair(ours_count(1), twin_count(1), 0),
+            pair(ours_count(2), twin_count(2), 0),
+        );
+    }
+    Ok(t)
+}
+
 fn write_outputs(out: &Path, rows: &[Row], table: &str) -> Result<()> {
     let mut csv = String::from(
         "operator,model,seed,train_acc,test_acc,test_samples,dims,tau,overlapped,errors,conflicts,search_seconds,scaling,saturated_fraction\n",
@@ -454,5 +550,46 @@ mod tests {
         assert_eq!(scaled_schedule(3), "multistep:2,3:0.1");
         assert_eq!(scaled_schedule(2), "multistep:2:0.1");
         assert_eq!(scaled_schedule(1), "constant");
+    }
+
+    fn row(operator: &str, test_acc: f64, overlapped: usize, errors: usize) -> Row {
+        Row {
+            operator: operator.into(),
+            model: String::new(),
+            seed: 0,
+            train_acc: 0.0,
+            test_acc,
+            test_samples: 10_000,
+            dims: 64,
+            counts: [1e-4, 1e-3, 1e-2]
+                .map(|tau| Counts { tau, overlapped: overlapped * (tau * 1e3) as usize, errors, conflicts: 0 })
+                .to_vec(),
+            search_seconds: 0.0,
+            saturation: None,
+        }
+    }
+
+    #[test]
+    fn twin_table_takes_the_lines_at_tau_and_names_bad_fields() {
+        let dir = std::env::temp_dir().join(format!("sph-twin-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("pytorch-overlap.csv");
+        let header = "operator,model,seed,train_acc,test_acc,test_samples,dims,tau,overlapped,errors,conflicts,seconds,scaling,saturated_fraction\n";
+        let lines = "base,cnn9,0,90.00,80.50,10000,64,1.000000e-4,1,0,0,60,,\n\
+                     base,cnn9,0,90.00,80.50,10000,64,1.000000e-3,7,2,1,60,,\n\
+                     base,cnn9,0,90.00,80.50,10000,64,1.000000e-2,70,9,5,60,,\n";
+        std::fs::write(&path, format!("{header}{lines}")).unwrap();
+        let ops: Vec<&Operator> = OPERATORS.iter().filter(|o| o.key == "base" || o.key == "linear").collect();
+        let table = render_twin(&ops, &[row("base", 0.8125, 3, 1)], &path, 1e-3).unwrap();
+        assert!(table.contains("| base | Original Conv. | 81.25 / 80.50 | 3 / 7 | 1 / 2 | 0 / 1 |  |"), "{table}");
+        // An operator the twin has not run yet shows a dash on its side.
+        assert!(table.contains("| direct | Linear | - / - | - / - |"), "{table}");
+
+        std::fs::write(&path, format!("{header}base,cnn9,0,90.00,eighty,10000,64,1e-3,7,2,1,60,,\n")).unwrap();
+        let err = render_twin(&ops, &[], &path, 1e-3).unwrap_err().to_string();
+        assert!(err.contains("line 2, column 'test_acc'") && err.contains("'eighty'"), "{err}");
+        // No twin file: no section.
+        assert_eq!(render_twin(&ops, &[], &dir.join("absent.csv"), 1e-3).unwrap(), "");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
