@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use engine::kernels::{sgemm, sgemm_backend, Trans};
 use engine::nn::{Conv2d, Module, SphereConfig, Spherization};
-use engine::{Graph, Mode, ParamStore, Tensor};
+use engine::{Graph, Mode, ParamId, ParamStore, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -268,11 +268,13 @@ fn median_seconds(repeats: usize, mut run: impl FnMut() -> Result<()>) -> Result
     Ok(median_min_max(&mut times).0)
 }
 
-/// One training-mode forward and backward of `module` on `x` (the sum of its outputs as the
-/// loss), gradients into `store`.
-fn forward_backward(store: &mut ParamStore, module: &dyn Module, x: &Tensor) -> Result<()> {
+/// One training-mode forward and backward of `module` on the input `x` (the sum of its outputs
+/// as the loss), gradients into `store`. The input lives in the store as a learnable tensor,
+/// like PyTorch's `requires_grad` leaf: it reaches the tape without a copy and its gradient
+/// accumulates in place, so only the op itself is timed.
+fn forward_backward(store: &mut ParamStore, module: &dyn Module, x: ParamId) -> Result<()> {
     let mut g = Graph::new(store, Mode::Train, 0);
-    let xv = g.variable(x.clone());
+    let xv = g.param(x);
     let y = module.forward(&mut g, xv)?;
     let loss = g.sum(y);
     g.backward(loss)?;
@@ -286,8 +288,8 @@ fn spherize_time(rng: &mut StdRng) -> Result<KernelReport> {
     let mut store = ParamStore::new();
     let cfg = SphereConfig { scaling: 5.0, radius: 5.0, ..SphereConfig::default() };
     let sph = Spherization::new(&mut store, "sph", n, cfg)?;
-    let z = Tensor::uniform(&[rows, n], -1.0, 1.0, rng);
-    let median = 1e6 * median_seconds(51, || forward_backward(&mut store, &sph, &z))?;
+    let z = store.add("z", Tensor::uniform(&[rows, n], -1.0, 1.0, rng));
+    let median = 1e6 * median_seconds(51, || forward_backward(&mut store, &sph, z))?;
     Ok(KernelReport::time(format!("spherize fwd+bwd [{rows}, {n}]"), median))
 }
 
@@ -394,10 +396,10 @@ fn bench_kernels(threads: usize, json: bool) -> Result<()> {
         let batch = 128;
         let mut store = ParamStore::new();
         let conv = Conv2d::new(&mut store, "conv", c_in, c_out, k, 1, pad, true, &mut rng);
-        let x = Tensor::uniform(&[batch, c_in, size, size], -1.0, 1.0, &mut rng);
+        let x = store.add("x", Tensor::uniform(&[batch, c_in, size, size], -1.0, 1.0, &mut rng));
         let out = size + 2 * pad - k + 1;
         let flops = 3.0 * 2.0 * (batch * c_out * out * out * c_in * k * k) as f64;
-        let gflops = time_gflops(flops, || forward_backward(&mut store, &conv, &x))?;
+        let gflops = time_gflops(flops, || forward_backward(&mut store, &conv, x))?;
         reports.push(KernelReport::rate(format!("conv fwd+bwd {name}, batch 128"), gflops));
     }
     reports.push(spherize_time(&mut rng)?);

@@ -365,13 +365,32 @@ fn retention(table: &str, budget: Budget, seeds: usize, data_dir: &Path, out: &P
         let last = history.last().ok_or_else(|| anyhow::anyhow!("{}: no finished epoch", run.dir.display()))?;
         let seconds = history.iter().map(|m| m.seconds).sum();
         results.push((run, 100.0 * last.train_acc, 100.0 * last.test_acc, seconds));
+        // Rewritten after every run, so that a table cut short shows what has finished.
+        write_tables(table, budget, &rows, &results, runs.len(), out)?;
     }
-    let pytorch = read_pytorch(&out.join("pytorch.csv"));
-    let (md, csv) = render(table, budget, &rows, &results, &pytorch);
-    files::write_atomic(&out.join(format!("{table}.md")), &md)?;
-    files::write_atomic(&out.join(format!("{table}.csv")), &csv)?;
+    let md = write_tables(table, budget, &rows, &results, runs.len(), out)?;
     println!("\n{md}\nwrote {0}/{table}.md and {0}/{table}.csv", out.display());
     Ok(())
+}
+
+/// Writes TABLE.md and TABLE.csv from the runs finished so far (with PyTorch's numbers where
+/// `pytorch.csv` has them); a partial table says how many of the `planned` runs it holds.
+fn write_tables(
+    table: &str,
+    budget: Budget,
+    rows: &[Row],
+    results: &[Outcome],
+    planned: usize,
+    out: &Path,
+) -> Result<String> {
+    let pytorch = read_pytorch(&out.join("pytorch.csv"));
+    let (mut md, csv) = render(table, budget, rows, results, &pytorch);
+    if results.len() < planned {
+        md = format!("(partial: {} of {planned} runs finished; the others show -)\n\n{md}", results.len());
+    }
+    files::write_atomic(&out.join(format!("{table}.md")), &md)?;
+    files::write_atomic(&out.join(format!("{table}.csv")), &csv)?;
+    Ok(md)
 }
 
 /// `plan.json`, what `scripts/reproduce-pytorch.py` reads to train the same runs: each run's
@@ -628,5 +647,29 @@ mod tests {
             let dirs: std::collections::BTreeSet<_> = runs.iter().map(|r| r.dir.clone()).collect();
             assert_eq!(dirs.len(), runs.len(), "every run has its own folder");
         }
+    }
+
+    #[test]
+    fn a_table_cut_short_shows_the_finished_runs() {
+        let out = std::env::temp_dir().join(format!("sph-partial-table-{}", std::process::id()));
+        std::fs::create_dir_all(&out).unwrap();
+        let rows = rows("table1");
+        let runs = plan(&rows, Budget::Smoke, 1, &out);
+        let results: Vec<Outcome> = vec![(&runs[0], 91.0, 90.25, 12.0)];
+        let md = write_tables("table1", Budget::Smoke, &rows, &results, runs.len(), &out).unwrap();
+        assert!(md.starts_with(&format!("(partial: 1 of {} runs finished", runs.len())), "{md}");
+        assert!(
+            md.contains(
+                "| SimpleFNN | mnist | 1 ep x 10000 img | 98.58 ± 0.03 | 98.65 ± 0.04 | 90.25 (91.00) | - (-) | - |"
+            ),
+            "{md}"
+        );
+        assert_eq!(std::fs::read_to_string(out.join("table1.md")).unwrap(), md);
+        let csv = std::fs::read_to_string(out.join("table1.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 2, "a header and the one finished run: {csv}");
+        // All runs finished: no partial note.
+        let all: Vec<Outcome> = runs.iter().map(|r| (r, 50.0, 50.0, 1.0)).collect();
+        assert!(!write_tables("table1", Budget::Smoke, &rows, &all, runs.len(), &out).unwrap().contains("partial"));
+        std::fs::remove_dir_all(&out).unwrap();
     }
 }
