@@ -7,6 +7,7 @@
 
 use crate::kernels::Window;
 use crate::params::ParamId;
+use crate::tensor::Tensor;
 
 /// Handle to a value recorded on a [`crate::Graph`]: the index of its node on the tape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,13 +204,15 @@ pub(crate) struct SoftmaxCrossEntropySaved {
     pub(crate) probs: Vec<f32>,
 }
 
-/// Spherization: the inputs and the lower angle phi_L.
+/// Spherization: the inputs, the lower angle phi_L, and what the forward pass kept of its
+/// angles (sin, cos and P_k sig (1 - sig) per coordinate, in the kernel's tile order).
 #[derive(Debug)]
 pub(crate) struct SpherizeSaved {
     pub(crate) z: Var,
     pub(crate) alpha: Var,
     pub(crate) radius: Var,
     pub(crate) phi_lower: f64,
+    pub(crate) angles: Tensor,
 }
 
 /// The function of the angle theta between an input row and a weight row.

@@ -1,7 +1,8 @@
 //! Property tests of the spherization kernel against a float64 reference written here
 //! (plain libm sines and cosines, and the textbook backward with cot and suffix sums, so it
 //! shares no code or formula with the kernel's division-free recursion), plus: channel form
-//! equals row form, thread-count determinism, non-finite inputs.
+//! equals row form, the backward from saved angles equals the recomputing one, thread-count
+//! determinism, non-finite inputs.
 //!
 //! Tolerances (f32 kernel vs f64 truth), for one row with upstream gradient g = G_row:
 //! * forward: |s_k - ref| <= 1e-5 r, norm within 1e-5 r, s_k >= 0, s_{n+1} >= r delta (1 - 1e-4);
@@ -21,7 +22,8 @@
 //! 4 eps sum_k |g_k s_k| / h (about 1e-9 of the typical gradient).
 
 use engine::kernels::spherize::{
-    backward_channels, backward_rows, forward_channels, forward_rows, lower_angle, SphereParams,
+    backward_channels, backward_channels_saved, backward_rows, forward_channels, forward_channels_saving, forward_rows,
+    lower_angle, saved_len, SphereParams,
 };
 use proptest::prelude::*;
 use std::f64::consts::FRAC_PI_2;
@@ -252,6 +254,29 @@ proptest! {
         }
         check("dL/dalpha vs FD", d_alpha as f64, fd_alpha, 2e-4 * fd_alpha.abs() + scale_alpha + noise_alpha)?;
         check("dL/dr vs FD", d_r as f64, fd_r, 2e-4 * fd_r.abs() + 1e-5 * scale_r + noise_r)?;
+    }
+
+    #[test]
+    fn saved_angles_give_the_recomputed_backward_bit_for_bit(
+        batch in 1usize..40, n in 1usize..90, hw in prop_oneof![Just(1usize), 1usize..30], seed in any::<u64>(),
+        alpha in 0.1f32..10.0, r in 0.1f32..10.0, scale in prop_oneof![Just(1.0f32), Just(30.0f32)],
+    ) {
+        // n < 40 takes the kernel's mixed-angle path, n >= 40 the other; ragged tiles and
+        // groups; scale 30 saturates many sigmoids.
+        let p = params(alpha, r, n, 1e-6);
+        let z = lcg(seed, batch * n * hw, scale);
+        let g = lcg(seed ^ 3, batch * (n + 1) * hw, 1.0);
+        let (mut out, mut out_saving) = (vec![0.0; g.len()], vec![0.0; g.len()]);
+        forward_channels(&z, batch, n, hw, p, &mut out);
+        let mut saved = vec![f32::NAN; saved_len(batch, n, hw)]; // every float must be written
+        forward_channels_saving(&z, batch, n, hw, p, &mut out_saving, &mut saved);
+        prop_assert!(out.iter().zip(&out_saving).all(|(a, b)| a.to_bits() == b.to_bits()), "forward differs");
+        prop_assert!(saved.iter().all(|v| !v.is_nan()), "a saved float was left unwritten");
+        let (mut dz, mut dz_saved) = (vec![0.25; z.len()], vec![0.25; z.len()]);
+        let (da, dr) = backward_channels(&z, batch, n, hw, p, &g, &mut dz);
+        let (da_s, dr_s) = backward_channels_saved(&z, batch, n, hw, p, &g, &mut dz_saved, &saved);
+        prop_assert!(dz.iter().zip(&dz_saved).all(|(a, b)| a.to_bits() == b.to_bits()), "dL/dz differs");
+        prop_assert_eq!((da.to_bits(), dr.to_bits()), (da_s.to_bits(), dr_s.to_bits()));
     }
 
     #[test]

@@ -24,19 +24,24 @@ impl Graph<'_> {
         let mut out_shape = shape.clone();
         out_shape[1] = n + 1;
         let mut s = Tensor::for_overwrite(&out_shape);
-        if shape.len() == 2 {
-            kernel::forward_rows(self.value(z).data(), n, p, s.data_mut());
+        // (The row form [B, n] is the channel form with hw = 1.) A training pass keeps the
+        // angles for the backward pass (3 floats per input), which then need not recompute them.
+        let angles = if self.is_training() {
+            let mut angles = Tensor::for_overwrite(&[kernel::saved_len(batch, n, hw)]);
+            kernel::forward_channels_saving(self.value(z).data(), batch, n, hw, p, s.data_mut(), angles.data_mut());
+            angles
         } else {
             kernel::forward_channels(self.value(z).data(), batch, n, hw, p, s.data_mut());
-        }
-        Ok(self.record(Op::Spherize(SpherizeSaved { z, alpha, radius, phi_lower }), s, &[z, alpha, radius]))
+            Tensor::zeros(&[0])
+        };
+        Ok(self.record(Op::Spherize(SpherizeSaved { z, alpha, radius, phi_lower, angles }), s, &[z, alpha, radius]))
     }
 }
 
 /// Gradients for z, alpha and r; see `kernels::spherize` for the O(n) derivation.
 impl SpherizeSaved {
     pub(crate) fn backward(&self, values: &Values, grads: &mut Grads, dy: &[f32]) {
-        let SpherizeSaved { z, alpha, radius, phi_lower } = *self;
+        let SpherizeSaved { z, alpha, radius, phi_lower, ref angles } = *self;
         let zv = values.get(z);
         let (batch, n, hw) = channel_layout(zv.shape()).expect("checked in forward");
         let p = SphereParams { alpha: values.get(alpha).item(), radius: values.get(radius).item(), phi_lower };
@@ -49,11 +54,7 @@ impl SpherizeSaved {
                 &mut scratch[..]
             }
         };
-        let (d_alpha, d_radius) = if zv.shape().len() == 2 {
-            kernel::backward_rows(zv.data(), n, p, dy, dz)
-        } else {
-            kernel::backward_channels(zv.data(), batch, n, hw, p, dy, dz)
-        };
+        let (d_alpha, d_radius) = kernel::backward_channels_saved(zv.data(), batch, n, hw, p, dy, dz, angles.data());
         if let Some(g) = grads.slot(alpha) {
             g[0] += d_alpha;
         }

@@ -28,6 +28,10 @@
 //!   specialization runs (see `scalar::angle`).
 //! * **An exact running product.** Near `pi/2` the product is carried in two parts so that
 //!   `|s|` stays `r` to ~1e-7 relative however long it is (see `scalar::Angle`).
+//! * **Nothing computed twice.** The forward pass of a training step keeps, per coordinate,
+//!   sin phi, cos phi and P_k sig (1 - sig) (three floats, in tile order: see [`saved_len`]);
+//!   the backward pass then only runs its reverse sweep. Without them (the plain entry points)
+//!   the backward recomputes them with the same code, so both give bit-identical gradients.
 //! * **Threads.** Above `PAR_MIN_ELEMS` inputs, fixed groups (whole images, at least one
 //!   tile's worth: 16 rows in the row form) are spread over the rayon pool and the calling
 //!   thread. The parameter gradients are summed
@@ -114,6 +118,33 @@ pub fn backward_rows(z: &[f32], n: usize, p: SphereParams, grad_out: &[f32], gra
 
 /// Channel-wise form for feature maps: z [batch, n, hw] (NCHW with n = C) -> out [batch, n+1, hw]: each pixel's channel vector spherized.
 pub fn forward_channels(z: &[f32], batch: usize, n: usize, hw: usize, p: SphereParams, out: &mut [f32]) {
+    forward(z, batch, n, hw, p, out, &mut []);
+}
+
+/// Floats that [`forward_channels_saving`] keeps for [`backward_channels_saved`]: sin phi,
+/// cos phi and P_k sig (1 - sig) of every coordinate, padded to whole tiles of `LANES` vectors.
+pub fn saved_len(batch: usize, n: usize, hw: usize) -> usize {
+    let g = images_per_group(hw);
+    let tiles = batch / g * (g * hw).div_ceil(LANES) + (batch % g * hw).div_ceil(LANES);
+    tiles * 3 * n * LANES
+}
+
+/// [`forward_channels`] that also fills `saved` ([`saved_len`] floats) for the backward pass.
+pub fn forward_channels_saving(
+    z: &[f32],
+    batch: usize,
+    n: usize,
+    hw: usize,
+    p: SphereParams,
+    out: &mut [f32],
+    saved: &mut [f32],
+) {
+    assert_eq!(saved.len(), saved_len(batch, n, hw), "forward: saved must hold saved_len(batch, n, hw) floats");
+    forward(z, batch, n, hw, p, out, saved);
+}
+
+/// The forward pass; `saved` is empty (keep nothing) or [`saved_len`] floats.
+fn forward(z: &[f32], batch: usize, n: usize, hw: usize, p: SphereParams, out: &mut [f32], saved: &mut [f32]) {
     assert_eq!(z.len(), batch * n * hw, "forward: z must hold batch * n * hw values");
     assert_eq!(out.len(), batch * (n + 1) * hw, "forward: out must hold batch * (n+1) * hw values");
     if out.is_empty() {
@@ -128,8 +159,30 @@ pub fn forward_channels(z: &[f32], batch: usize, n: usize, hw: usize, p: SphereP
     // A group = a fixed number of whole images, so each work item owns contiguous slices.
     let g = images_per_group(hw);
     let (z_len, out_len) = (g * n * hw, g * (n + 1) * hw);
-    let groups: Vec<_> = z.chunks(z_len).zip(out.chunks_mut(out_len)).collect();
-    map_groups(groups, z.len() >= PAR_MIN_ELEMS, |(zg, og)| forward_group(zg, og, n, hw, &c));
+    let saved = saved_by_group_mut(saved, batch.div_ceil(g), g, n, hw);
+    let groups: Vec<_> = z.chunks(z_len).zip(out.chunks_mut(out_len)).zip(saved).collect();
+    map_groups(groups, z.len() >= PAR_MIN_ELEMS, |((zg, og), sg)| forward_group(zg, og, n, hw, &c, sg));
+}
+
+/// Floats of saved data per group of `g` images (the last group may hold fewer).
+fn saved_per_group(g: usize, n: usize, hw: usize) -> usize {
+    (g * hw).div_ceil(LANES) * 3 * n * LANES
+}
+
+/// `saved` split by group of `g` images (`groups` of them), or empty slices when nothing is saved.
+fn saved_by_group_mut(saved: &mut [f32], groups: usize, g: usize, n: usize, hw: usize) -> Vec<&mut [f32]> {
+    if saved.is_empty() {
+        return (0..groups).map(|_| Default::default()).collect();
+    }
+    saved.chunks_mut(saved_per_group(g, n, hw)).collect()
+}
+
+/// Read-only [`saved_by_group_mut`].
+fn saved_by_group(saved: &[f32], groups: usize, g: usize, n: usize, hw: usize) -> Vec<&[f32]> {
+    if saved.is_empty() {
+        return vec![&[]; groups];
+    }
+    saved.chunks(saved_per_group(g, n, hw)).collect()
 }
 
 /// Backward of [`forward_channels`]: ADDS dL/dz into grad_z ([batch, n, hw]); returns (dL/dalpha, dL/dradius) summed over all pixels.
@@ -141,6 +194,38 @@ pub fn backward_channels(
     p: SphereParams,
     grad_out: &[f32],
     grad_z: &mut [f32],
+) -> (f32, f32) {
+    backward(z, batch, n, hw, p, grad_out, grad_z, &[])
+}
+
+/// [`backward_channels`] from what [`forward_channels_saving`] kept of the same z and
+/// parameters: the same gradients, bit for bit, without recomputing the angles.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_channels_saved(
+    z: &[f32],
+    batch: usize,
+    n: usize,
+    hw: usize,
+    p: SphereParams,
+    grad_out: &[f32],
+    grad_z: &mut [f32],
+    saved: &[f32],
+) -> (f32, f32) {
+    assert_eq!(saved.len(), saved_len(batch, n, hw), "backward: saved must hold saved_len(batch, n, hw) floats");
+    backward(z, batch, n, hw, p, grad_out, grad_z, saved)
+}
+
+/// The backward pass; `saved` is empty (recompute the angles) or [`saved_len`] floats.
+#[allow(clippy::too_many_arguments)]
+fn backward(
+    z: &[f32],
+    batch: usize,
+    n: usize,
+    hw: usize,
+    p: SphereParams,
+    grad_out: &[f32],
+    grad_z: &mut [f32],
+    saved: &[f32],
 ) -> (f32, f32) {
     assert_eq!(z.len(), batch * n * hw, "backward: z must hold batch * n * hw values");
     assert_eq!(grad_z.len(), z.len(), "backward: grad_z must have the shape of z");
@@ -156,10 +241,13 @@ pub fn backward_channels(
     let c = Consts::new(p);
     let g = images_per_group(hw);
     let (z_len, out_len) = (g * n * hw, g * (n + 1) * hw);
-    let groups: Vec<_> = z.chunks(z_len).zip(grad_out.chunks(out_len)).zip(grad_z.chunks_mut(z_len)).collect();
+    let saved = saved_by_group(saved, batch.div_ceil(g), g, n, hw);
+    let groups: Vec<_> =
+        z.chunks(z_len).zip(grad_out.chunks(out_len)).zip(grad_z.chunks_mut(z_len)).zip(saved).collect();
     // One partial per group, in group order whatever the thread count: the final sums below
     // are therefore bit-identical for 1 or many threads.
-    let partials = map_groups(groups, z.len() >= PAR_MIN_ELEMS, |((zg, gg), dg)| backward_group(zg, gg, dg, n, hw, &c));
+    let partials =
+        map_groups(groups, z.len() >= PAR_MIN_ELEMS, |(((zg, gg), dg), sg)| backward_group(zg, gg, dg, n, hw, &c, sg));
     let (mut d_alpha, mut d_radius) = (0.0f64, 0.0f64);
     for (a, r) in partials {
         d_alpha += a;
@@ -172,25 +260,36 @@ pub fn backward_channels(
 // The core: one tile of LANES vectors in [coordinate][lane] layout.
 // ---------------------------------------------------------------------------------------------
 
-/// Forward on a tile: `zt` is [n][LANES], writes `st` [n+1][LANES].
-fn forward_tile<const MIXED: bool>(zt: &[Lane], c: &Consts, st: &mut [Lane]) {
+/// Forward on a tile: `zt` is [n][LANES], writes `st` [n+1][LANES]. With `SAVE`, also
+/// writes what the backward pass needs into `keep` [3n][LANES]: sin phi_k, cos phi_k and
+/// P_k sig (1 - sig), n lanes each (P_j is only ever needed times sig (1 - sig)).
+fn forward_tile<const MIXED: bool, const SAVE: bool>(zt: &[Lane], c: &Consts, st: &mut [Lane], keep: &mut [Lane]) {
     let n = zt.len();
+    let (sin, rest) = keep.split_at_mut(if SAVE { n } else { 0 });
+    let (cos, weight) = rest.split_at_mut(if SAVE { n } else { 0 });
     // P_k = p + err, one pair per lane: the only loop-carried values, so the angle maths of
     // different k overlap freely.
     let mut p: Lane = [c.radius; LANES];
     let mut err: Lane = [0.0; LANES];
-    for (z, s) in zt.iter().zip(st[..n].iter_mut()) {
+    for (k, (z, s)) in zt.iter().zip(st[..n].iter_mut()).enumerate() {
+        // Computed into locals and stored whole: LLVM cannot tell that the rows of `keep`
+        // do not overlap, and would not vectorize direct stores.
+        let (mut s_row, mut c_row, mut w_row) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
         for l in 0..LANES {
             let a = angle::<MIXED>(z[l], c);
             s[l] = p[l] * a.cos; // s_k = P_k cos(phi_k) (err is below half an ulp of p)
+            (s_row[l], c_row[l], w_row[l]) = (a.sin, a.cos, p[l] * a.sig_slope);
             (p[l], err[l]) = a.times_sin(p[l], err[l]); // P_{k+1} = P_k sin(phi_k)
+        }
+        if SAVE {
+            (sin[k], cos[k], weight[k]) = (s_row, c_row, w_row);
         }
     }
     st[n] = p; // s_{n+1} = P_{n+1} (err is below half an ulp of p)
 }
 
 /// Backward on a tile: `zt` [n][LANES] is overwritten with dL/dz, `gt` [n+1][LANES] is
-/// dL/ds, `work` has room for 3n lanes. Returns per lane (dL/dalpha, dL/dr).
+/// dL/ds, `keep` [3n][LANES] what [`forward_tile`] saved. Returns per lane (dL/dalpha, dL/dr).
 ///
 /// Derivation (one vector, g = dL/ds, P_k = r prod_{i<k} sin phi_i as in the module docs).
 /// phi_j enters s_j = P_j cos phi_j directly and every later s_k (k > j) through the factor
@@ -219,36 +318,12 @@ fn forward_tile<const MIXED: bool>(zt: &[Lane], c: &Consts, st: &mut [Lane]) {
 /// dL/dz_j = dL/dphi_j phi'_j alpha and dL/dalpha = sum_j dL/dphi_j phi'_j z_j with
 /// phi'_j = span sig (1 - sig). Finally r scales every s_k, so
 /// dL/dr = sum_k g_k s_k / r = T_0 / P_1 = U_0: the recursion's last value, no division.
-fn backward_tile<const MIXED: bool>(
-    zt: &mut [Lane],
-    gt: &[Lane],
-    work: &mut [Lane],
-    c: &Consts,
-) -> ([f64; LANES], [f64; LANES]) {
+fn backward_tile(zt: &mut [Lane], gt: &[Lane], keep: &[Lane], c: &Consts) -> ([f64; LANES], [f64; LANES]) {
     let n = zt.len();
-    let (sin, work) = work.split_at_mut(n);
-    let (cos, weight) = work.split_at_mut(n);
-    let weight = &mut weight[..n];
+    let (sin, rest) = keep.split_at(n);
+    let (cos, weight) = rest.split_at(n);
 
-    // Sweep 1, forward: the angles and the prefix products P_j (the same compensated product
-    // as the forward pass), kept for the reverse sweep: recomputing them there would double
-    // the transcendental work. P_j is only ever needed times sig (1 - sig), so that product
-    // ("weight") is what we keep.
-    let mut p: Lane = [c.radius; LANES];
-    let mut err: Lane = [0.0; LANES];
-    for (((z, sn), cs), wt) in zt.iter().zip(sin.iter_mut()).zip(cos.iter_mut()).zip(weight.iter_mut()) {
-        // Computed into locals and stored whole: LLVM cannot tell that the scratch rows
-        // (split from one buffer) do not overlap, and would not vectorize direct stores.
-        let (mut s_row, mut c_row, mut w_row) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
-        for l in 0..LANES {
-            let a = angle::<MIXED>(z[l], c);
-            (s_row[l], c_row[l], w_row[l]) = (a.sin, a.cos, p[l] * a.sig_slope);
-            (p[l], err[l]) = a.times_sin(p[l], err[l]);
-        }
-        (*sn, *cs, *wt) = (s_row, c_row, w_row);
-    }
-
-    // Sweep 2, reverse: the suffix recursion for U_j (see above), in blocks of ACC_BLOCK
+    // The reverse sweep: the suffix recursion for U_j (see above), in blocks of ACC_BLOCK
     // coordinates: dL/dalpha is summed in f32 within a block and in f64 across blocks, which
     // is as accurate as f64 throughout for any realistic n and keeps the loop in f32 SIMD.
     // (U is plain f32: its rounding perturbs only the gradients, by ~1e-7 relative per step.)
@@ -346,18 +421,29 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Lane]) -> R) -> R {
     })
 }
 
-/// Forward on a group of whole images: z [images, n, hw] -> out [images, n+1, hw].
-fn forward_group(z: &[f32], out: &mut [f32], n: usize, hw: usize, c: &Consts) {
+/// [`forward_tile`], `MIXED` chosen from the constants.
+fn forward_tile_for<const SAVE: bool>(zt: &[Lane], c: &Consts, st: &mut [Lane], keep: &mut [Lane]) {
+    if c.mixed {
+        forward_tile::<true, SAVE>(zt, c, st, keep);
+    } else {
+        forward_tile::<false, SAVE>(zt, c, st, keep);
+    }
+}
+
+/// Forward on a group of whole images: z [images, n, hw] -> out [images, n+1, hw]; `saved`
+/// is empty or the group's [`saved_per_group`] floats, filled tile by tile.
+fn forward_group(z: &[f32], out: &mut [f32], n: usize, hw: usize, c: &Consts, saved: &mut [f32]) {
     let pixels = z.len() / n;
+    let (saved, _) = saved.as_chunks_mut::<LANES>();
     with_scratch(2 * n + 1, |buf| {
         let (zt, st) = buf.split_at_mut(n);
-        for q0 in (0..pixels).step_by(LANES) {
+        for (t, q0) in (0..pixels).step_by(LANES).enumerate() {
             let m = LANES.min(pixels - q0);
             pack(z, n, hw, q0, m, zt);
-            if c.mixed {
-                forward_tile::<true>(zt, c, st);
+            if saved.is_empty() {
+                forward_tile_for::<false>(zt, c, st, &mut []);
             } else {
-                forward_tile::<false>(zt, c, st);
+                forward_tile_for::<true>(zt, c, st, &mut saved[t * 3 * n..(t + 1) * 3 * n]);
             }
             unpack(st, out, n + 1, hw, q0, m, |d, v| *d = v);
         }
@@ -365,18 +451,37 @@ fn forward_group(z: &[f32], out: &mut [f32], n: usize, hw: usize, c: &Consts) {
 }
 
 /// Backward on a group of whole images; adds into `grad_z`, returns (dL/dalpha, dL/dr) in f64.
-fn backward_group(z: &[f32], grad_out: &[f32], grad_z: &mut [f32], n: usize, hw: usize, c: &Consts) -> (f64, f64) {
+/// `saved` is the group's part of what the forward pass kept, or empty: then each tile's
+/// angles are recomputed by the forward pass's own code (into scratch), so both ways agree.
+fn backward_group(
+    z: &[f32],
+    grad_out: &[f32],
+    grad_z: &mut [f32],
+    n: usize,
+    hw: usize,
+    c: &Consts,
+    saved: &[f32],
+) -> (f64, f64) {
     let pixels = z.len() / n;
-    with_scratch(5 * n + 1, |buf| {
+    let (saved, _) = saved.as_chunks::<LANES>();
+    // zt, gt, and when recomputing, the forward's output (unused) and the angles.
+    let scratch = if saved.is_empty() { 6 * n + 2 } else { 2 * n + 1 };
+    with_scratch(scratch, |buf| {
         let (zt, rest) = buf.split_at_mut(n);
-        let (gt, work) = rest.split_at_mut(n + 1);
+        let (gt, rest) = rest.split_at_mut(n + 1);
+        let (st, work) = rest.split_at_mut(if saved.is_empty() { n + 1 } else { 0 });
         let (mut d_alpha, mut d_radius) = (0.0f64, 0.0f64);
-        for q0 in (0..pixels).step_by(LANES) {
+        for (t, q0) in (0..pixels).step_by(LANES).enumerate() {
             let m = LANES.min(pixels - q0);
             pack(z, n, hw, q0, m, zt);
             pack(grad_out, n + 1, hw, q0, m, gt);
-            let (da, dr) =
-                if c.mixed { backward_tile::<true>(zt, gt, work, c) } else { backward_tile::<false>(zt, gt, work, c) };
+            let keep: &[Lane] = if saved.is_empty() {
+                forward_tile_for::<true>(zt, c, st, work);
+                work
+            } else {
+                &saved[t * 3 * n..(t + 1) * 3 * n]
+            };
+            let (da, dr) = backward_tile(zt, gt, keep, c);
             unpack(zt, grad_z, n, hw, q0, m, |d, v| *d += v);
             // Only real lanes count, in lane order (a fixed order: determinism).
             for l in 0..m {
