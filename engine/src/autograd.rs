@@ -98,6 +98,24 @@ impl Grads<'_> {
         }
     }
 
+    /// Like [`Grads::slot`], for an op that writes every element of the gradient: also says
+    /// whether the buffer is new, in which case it is not zeroed and the op must store its
+    /// values (`true`) rather than add them to what earlier ops accumulated (`false`).
+    pub fn slot_fresh(&mut self, v: Var) -> Option<(&mut [f32], bool)> {
+        let node = &self.nodes[v.0];
+        if !node.needs_grad {
+            return None;
+        }
+        match node.op {
+            Op::Param(id) => Some((self.param_grads[id.0].data_mut(), false)),
+            _ => {
+                let fresh = self.node_grads[v.0].is_none();
+                let grad = self.node_grads[v.0].get_or_insert_with(|| Tensor::for_overwrite(node.value.shape()));
+                Some((grad.data_mut(), fresh))
+            }
+        }
+    }
+
     /// The gradient buffers of two vars at once, for ops that fill both in one pass (each
     /// `None` when no gradient is wanted). The two must not share a buffer.
     pub fn two_slots(&mut self, a: Var, b: Var) -> (Option<&mut [f32]>, Option<&mut [f32]>) {

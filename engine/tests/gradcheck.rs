@@ -230,6 +230,49 @@ fn batch_norm_training_2d_and_1d() {
     });
 }
 
+/// x feeding batch-norm and a second op: batch-norm's backward then adds to the gradient the
+/// other op left, instead of storing into a new buffer.
+#[test]
+fn batch_norm_input_with_two_consumers() {
+    let (store, ids) = bn_store(3);
+    check("batch_norm2d_plus_input", store, vec![rand_t(&[2, 3, 2, 3], 3)], &move |g, v| {
+        let bn = g.batch_norm(v[0], ids, 0.1, 1e-5).unwrap();
+        g.add(bn, v[0]).unwrap()
+    });
+}
+
+/// Gradient buffers that batch-norm stores into come recycled from earlier ops (pooled, not
+/// zeroed, for tensors of 4,096 floats and more): the gradient it stores into such a buffer
+/// must equal the one it adds to a zeroed buffer (made by a second consumer of x that
+/// contributes nothing, 0 x, whose backward runs first).
+#[test]
+fn batch_norm_gradient_ignores_what_a_recycled_buffer_held() {
+    let (store, ids) = bn_store(8);
+    let x = rand_t(&[4, 8, 16, 16], 10);
+    let r = rand_t(&[x.len()], 11);
+    let dx = |second_consumer: bool| {
+        let mut store = store.clone();
+        let mut g = Graph::new(&mut store, Mode::Train, 7);
+        let xv = g.variable(x.clone());
+        let mut y = g.batch_norm_relu(xv, ids, 0.1, 1e-5).unwrap();
+        if second_consumer {
+            let nothing = g.scale(xv, 0.0);
+            y = g.add(y, nothing).unwrap();
+        }
+        let flat = g.reshape(y, &[r.len()]).unwrap();
+        let rv = g.input(r.clone());
+        let prod = g.mul(flat, rv).unwrap();
+        let loss = g.sum(prod);
+        g.backward(loss).unwrap();
+        g.grad(xv).unwrap().data().to_vec()
+    };
+    let accumulated = dx(true);
+    assert!(accumulated.iter().any(|&v| v != 0.0));
+    for _ in 0..3 {
+        assert!(dx(false) == accumulated, "the stored gradient differs from the accumulated one");
+    }
+}
+
 /// The fused op against the two ops it replaces: the same values and the same gradients of
 /// the input and both parameters (a finite-difference check would trip on outputs near the
 /// ReLU's kink; each of the two ops has its own check above and below).

@@ -162,15 +162,20 @@ impl BatchNormSaved {
                 (sum_dy.iter().sum::<f64>() + tail.0, sum_dy_xhat.iter().sum::<f64>() + tail.1)
             })
             .unzip();
-        if let Some(dx) = grads.slot(x) {
+        // Usually x's gradient is new here (x feeds only this op): stored, not added to zeros.
+        if let Some((dx, fresh)) = grads.slot_fresh(x) {
             dx.par_chunks_mut(hw).zip(dy.par_chunks(hw).zip(xd.par_chunks(hw))).enumerate().for_each(
                 |(plane, (dx_p, (dy_p, x_p)))| {
                     let ch = plane % c;
                     let (m, s, sc, sh) = (mean[ch], inv_std[ch], scale[ch], shift[ch]);
                     let k = gamma_v[ch] * s;
                     let (mb, mg) = ((dbeta[ch] / count) as f32, (dgamma[ch] / count) as f32);
-                    for ((o, &d), &v) in dx_p.iter_mut().zip(dy_p).zip(x_p) {
-                        *o += k * (gated(d, v, sc, sh) - mb - (v - m) * s * mg);
+                    let value = |d: f32, v: f32| k * (gated(d, v, sc, sh) - mb - (v - m) * s * mg);
+                    let pairs = dx_p.iter_mut().zip(dy_p.iter().zip(x_p));
+                    if fresh {
+                        pairs.for_each(|(o, (&d, &v))| *o = value(d, v));
+                    } else {
+                        pairs.for_each(|(o, (&d, &v))| *o += value(d, v));
                     }
                 },
             );
