@@ -88,14 +88,11 @@ impl Grads<'_> {
     /// The gradient buffer of `v` to accumulate into, or `None` when no gradient is wanted.
     /// Allocated (zeroed) on first use; parameter gradients go straight to the store.
     pub fn slot(&mut self, v: Var) -> Option<&mut [f32]> {
-        let node = &self.nodes[v.0];
-        if !node.needs_grad {
-            return None;
+        let (grad, fresh) = self.slot_fresh(v)?;
+        if fresh {
+            grad.fill(0.0);
         }
-        match node.op {
-            Op::Param(id) => Some(self.param_grads[id.0].data_mut()),
-            _ => Some(self.node_grads[v.0].get_or_insert_with(|| Tensor::zeros(node.value.shape())).data_mut()),
-        }
+        Some(grad)
     }
 
     /// Like [`Grads::slot`], for an op that writes every element of the gradient: also says

@@ -91,3 +91,16 @@ pub(crate) fn sum_f64(values: &[f32], f: impl Fn(f32) -> f64) -> f64 {
     }
     lanes.iter().sum::<f64>() + tail
 }
+
+/// Per channel of x [n, c, hw]: the f64 sum over the batch and pixels of f(channel, value),
+/// channels in parallel, each summed in a fixed order (so independent of the thread count).
+pub(crate) fn channel_sums(
+    x: &[f32],
+    (n, c, hw): (usize, usize, usize),
+    f: impl Fn(usize, f32) -> f64 + Sync,
+) -> Vec<f64> {
+    (0..c)
+        .into_par_iter()
+        .map(|ch| (0..n).map(|i| sum_f64(&x[(i * c + ch) * hw..(i * c + ch + 1) * hw], |v| f(ch, v))).sum())
+        .collect()
+}

@@ -17,7 +17,7 @@ use crate::autograd::{Grads, Graph, Values, Var};
 use crate::buffers::Scratch;
 use crate::error::{EngineError, Result};
 use crate::kernels::im2col::{col2im_add, im2col};
-use crate::kernels::parallel::sum_f64;
+use crate::kernels::parallel::channel_sums;
 use crate::kernels::{direct, sgemm_serial, winograd, Trans, Window};
 use crate::op::{Conv2dSaved, Op};
 use crate::tensor::Tensor;
@@ -136,10 +136,7 @@ impl Conv2dSaved {
         if let Some(db) = b.and_then(|b| grads.slot(b)) {
             // Per channel, over the images in order, in eight f64 lanes: one f32 running sum
             // was a dependent add per element, on one thread (a tenth of VGG's conv backward).
-            let sums: Vec<f64> = (0..c_out)
-                .into_par_iter()
-                .map(|ch| (0..batch).map(|n| sum_f64(&dy[(n * c_out + ch) * cols..][..cols], |v| v as f64)).sum())
-                .collect();
+            let sums = channel_sums(dy, (batch, c_out, cols), |_, v| v as f64);
             db.iter_mut().zip(sums).for_each(|(g, s)| *g += s as f32);
         }
         let (xd, wd) = (xv.data(), wv.data());

@@ -4,7 +4,7 @@ use rayon::prelude::*;
 
 use crate::autograd::{Grads, Graph, Values, Var};
 use crate::error::{EngineError, Result};
-use crate::kernels::parallel::sum_f64;
+use crate::kernels::parallel::channel_sums;
 use crate::op::{BatchNormSaved, Op};
 use crate::ops::channel_layout;
 use crate::params::ParamId;
@@ -21,14 +21,6 @@ pub struct BatchNormIds {
     pub running_mean: ParamId,
     /// Running (unbiased) variance buffer.
     pub running_var: ParamId,
-}
-
-/// Per channel: sum over the batch and pixels of f(channel, value), in f64.
-fn channel_sums(x: &[f32], (n, c, hw): (usize, usize, usize), f: impl Fn(usize, f32) -> f64 + Sync) -> Vec<f64> {
-    (0..c)
-        .into_par_iter()
-        .map(|ch| (0..n).map(|i| sum_f64(&x[(i * c + ch) * hw..(i * c + ch + 1) * hw], |v| f(ch, v))).sum())
-        .collect()
 }
 
 impl Graph<'_> {
