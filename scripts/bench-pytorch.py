@@ -152,6 +152,8 @@ def main():
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    # Subnormals read and made as zero, as sph does (engine/src/kernels/subnormal.rs).
+    torch.set_flush_denormal(True)
     if args.kernels:
         report = bench_kernels()
     elif args.model:

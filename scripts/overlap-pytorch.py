@@ -102,6 +102,8 @@ def main():
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    # Subnormals read and made as zero, as sph does (engine/src/kernels/subnormal.rs).
+    torch.set_flush_denormal(True)
     data_dir = args.data or Path(os.environ.get("SPH_DATA", "data"))
     taus = [args.tau / 10, args.tau, args.tau * 10]
     with open(args.out / "overlap.csv") as f:

@@ -27,6 +27,8 @@ def main():
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    # Subnormals read and made as zero, as sph does (engine/src/kernels/subnormal.rs).
+    torch.set_flush_denormal(True)
     plan = json.loads((args.plan_dir / "plan.json").read_text())
     data_dir = args.data or Path(os.environ.get("SPH_DATA", plan["data_dir"]))
     out = args.plan_dir / "pytorch.csv"

@@ -29,6 +29,8 @@ def main():
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    # Subnormals read and made as zero, as sph does (engine/src/kernels/subnormal.rs).
+    torch.set_flush_denormal(True)
     train_x, train_y = load(args.data, "mnist", "train")
     test_x, test_y = load(args.data, "mnist", "test")
     train_x, test_x = prepare(train_x, "mnist", 28), prepare(test_x, "mnist", 28)

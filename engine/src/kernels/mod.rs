@@ -5,8 +5,10 @@ pub(crate) mod direct;
 mod gemm;
 pub(crate) mod im2col;
 pub(crate) mod parallel;
+mod subnormal;
 pub(crate) mod winograd;
 
 pub use gemm::{sgemm, sgemm_backend, sgemm_batched, sgemm_serial, Strided, Trans};
 pub use im2col::Window;
+pub use subnormal::flush_subnormals_to_zero;
 pub mod spherize;
