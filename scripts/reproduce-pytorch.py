@@ -24,6 +24,7 @@ def main():
     p.add_argument("plan_dir", type=Path, help="OUT/TABLE/BUDGET of a `sph reproduce` run (holds plan.json)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--data", type=Path, default=None, help="data directory (default: the plan's)")
+    p.add_argument("--only-dataset", default=None, help="train only the runs of this table's rows (e.g. cifar10)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -40,7 +41,7 @@ def main():
         s = entry["settings"]
         width = "" if s.get("width") is None else "[" + "/".join(map(str, s["width"])) + "]"
         key = (s["model"], s["dataset"], entry["paper_dataset"], width, str(s["seed"]))
-        if key in done:
+        if key in done or args.only_dataset not in (None, entry["paper_dataset"]):
             continue
         print(f"[{i + 1}/{len(plan['runs'])}] {s['model']} seed {s['seed']} on {s['dataset']}", flush=True)
         train_acc, test_acc, seconds, _ = train_run(entry, args.plan_dir, data_dir)
