@@ -25,9 +25,9 @@ use super::Operand;
 use crate::buffers::with_thread_buffer as with_buffer;
 
 /// Rows of C per micro-kernel tile (each broadcast from the A panel).
-const MR: usize = 12;
+pub(super) const MR: usize = 12;
 /// Columns of C per micro-kernel tile: two 16-lane zmm vectors.
-const NR: usize = 32;
+pub(super) const NR: usize = 32;
 /// Depth of one packed block: a [KC, NR] B panel (32 KB) stays in the 48 KB L1.
 const KC: usize = 256;
 /// Rows of one packed A block [MC, KC] (144 KB, in L2).

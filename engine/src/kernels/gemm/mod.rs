@@ -142,10 +142,8 @@ pub fn sgemm_serial(
     unsafe { serial_product(p, m, n, k, alpha, beta) }
 }
 
-/// `C[m,n] = alpha * op(A) @ op(B) + beta * C`, split over rayon threads when large.
-///
-/// C is cut into one block per thread, of rows when C is taller than wide (each block then
-/// packs all of B again, which costs less than packing A again) and of columns otherwise.
+/// `C[m,n] = alpha * op(A) @ op(B) + beta * C`, split over rayon threads when large, into one
+/// block of whole micro-kernel tiles per thread (see [`split`]).
 #[allow(clippy::too_many_arguments)]
 pub fn sgemm(
     ta: Trans,
@@ -164,11 +162,8 @@ pub fn sgemm(
         return sgemm_serial(ta, tb, m, n, k, alpha, a, b, beta, c);
     }
     let p = product(ta, tb, m, n, k, a, b, c);
-    let split_rows = m >= n;
+    let Split { rows: split_rows, block } = split(m, n, threads, tile());
     let extent = if split_rows { m } else { n };
-    // Whole micro-kernel tiles per block (48 rows fit both back-ends' tiles; 32 columns too).
-    let unit = if split_rows { 48 } else { 32 };
-    let block = extent.div_ceil(threads).next_multiple_of(unit);
     let blocks = extent.div_ceil(block);
     (0..blocks).into_par_iter().for_each(move |i| {
         let p = p;
@@ -186,6 +181,40 @@ pub fn sgemm(
             }
         }
     });
+}
+
+/// Rows and columns of one micro-kernel tile of the back-end in use.
+fn tile() -> (usize, usize) {
+    #[cfg(target_arch = "x86_64")]
+    if use_avx512() {
+        return (avx512::MR, avx512::NR);
+    }
+    // Multiples of matrixmultiply's f32 tiles.
+    (16, 32)
+}
+
+/// How [`sgemm`] cuts C between threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Split {
+    /// Blocks of rows (each packs all of B again) rather than of columns (all of A again).
+    rows: bool,
+    /// Rows or columns per block: a whole number of tiles.
+    block: usize,
+}
+
+/// The cut of an `m x n` C into one block per thread that leaves the busiest thread the fewest
+/// `(mr, nr)` tiles: a tile costs the same whether full or an edge, so 128 rows on 2 threads as
+/// 96 + 32 rows (8 and 3 tiles of 12) take a third longer than 72 + 56. Ties go to rows when C
+/// is taller than wide, where packing B again costs less than packing A again.
+fn split(m: usize, n: usize, threads: usize, (mr, nr): (usize, usize)) -> Split {
+    let (row_tiles, col_tiles) = (m.div_ceil(mr), n.div_ceil(nr));
+    let busiest_by_rows = row_tiles.div_ceil(threads) * col_tiles;
+    let busiest_by_cols = row_tiles * col_tiles.div_ceil(threads);
+    if busiest_by_rows < busiest_by_cols || (busiest_by_rows == busiest_by_cols && m >= n) {
+        Split { rows: true, block: row_tiles.div_ceil(threads) * mr }
+    } else {
+        Split { rows: false, block: col_tiles.div_ceil(threads) * nr }
+    }
 }
 
 /// A batch of matrices read through strides: element (i, j) of matrix `t` is
@@ -375,6 +404,22 @@ mod tests {
         assert!(c.iter().all(|&v| v == 1.0), "k = 0 scales C by beta");
         sgemm(Trans::N, Trans::N, m, n, k, 0.0, &a, &b, 0.0, &mut c);
         assert!(c.iter().all(|&v| v == 0.0), "alpha = 0 and beta = 0 zero C");
+    }
+
+    /// On 2 threads, the busiest thread of the paper's products (LeNet's 128x400x120 and
+    /// 128x120x84, the kernel benches' shapes) gets at most an even share of the 12 x 32 tiles
+    /// plus one line of tiles (what a cut along one direction can miss by); a cut into 48-row
+    /// blocks gave 128 x 120 as 96 + 32 rows, 32 of 44 tiles on one thread.
+    #[test]
+    fn split_gives_each_thread_an_even_share_of_tiles() {
+        for (m, n) in [(128, 120), (1024, 1024), (128, 512), (256, 500), (128, 84), (300, 520)] {
+            let s = split(m, n, 2, (12, 32));
+            let (row_tiles, col_tiles) = (m.div_ceil(12), n.div_ceil(32));
+            let busiest = if s.rows { s.block / 12 * col_tiles } else { row_tiles * (s.block / 32) };
+            assert!(s.block % if s.rows { 12 } else { 32 } == 0, "{m}x{n}: whole tiles per block");
+            let even = (row_tiles * col_tiles).div_ceil(2);
+            assert!(busiest <= even + row_tiles.min(col_tiles), "{m}x{n}: {s:?}, {busiest} tiles of {even}");
+        }
     }
 
     /// The same product on 1 and on 3 threads is bitwise identical (each element of C is summed
