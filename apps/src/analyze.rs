@@ -252,7 +252,6 @@ fn saturation(model: &Model, s: &Settings, r: &Representations, overlapped: &[bo
 
 /// `sph analyze overlap`.
 pub fn run_overlap(args: OverlapArgs) -> Result<()> {
-    train::set_threads(args.threads)?;
     if !(args.tau > 0.0 && args.tau < std::f64::consts::PI / 10.0) {
         bail!("--tau: expected a positive angle in radians below pi/10, found {}", args.tau);
     }

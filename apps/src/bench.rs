@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::recipe::{self, model_config, Settings};
-use crate::train::{set_threads, ShapeArgs};
+use crate::train::ShapeArgs;
 use crate::trainer::Trainer;
 
 /// Flags of `sph bench`.
@@ -101,7 +101,7 @@ fn dataset_for(shape: [usize; 3]) -> &'static str {
 
 /// `sph bench`.
 pub fn run_bench(args: BenchArgs) -> Result<()> {
-    let threads = set_threads(args.threads)?;
+    let threads = rayon::current_num_threads();
     if args.steps == 0 || args.batch_size == 0 {
         bail!("--steps and --batch-size must be at least 1");
     }

@@ -70,10 +70,15 @@ pub fn init() -> Result<Session> {
         if launched_ranks().is_none() {
             return Ok(Session { _universe: None });
         }
-        // Funneled: only the main thread (the training loop) calls MPI; rayon's workers
-        // compute between the calls.
-        let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled)
+        // Serialized: the command runs on a rayon worker (see `train::in_pool`), not on the
+        // thread that initialized MPI, but only that one thread calls MPI, one call at a time.
+        let (universe, provided) = mpi::initialize_with_threading(mpi::Threading::Serialized)
             .ok_or_else(|| anyhow::anyhow!("MPI was initialized twice"))?;
+        if provided < mpi::Threading::Serialized {
+            anyhow::bail!(
+                "this MPI library offers thread support {provided:?}; sph calls MPI from a worker thread and needs at least Serialized"
+            );
+        }
         let world = universe.world();
         let group = Group { rank: world.rank() as usize, size: world.size() as usize };
         let _ = GROUP.set(group);

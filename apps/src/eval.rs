@@ -11,7 +11,7 @@ use models::ModelConfig;
 use crate::data::{input_pipeline, load_split, parse_dataset};
 use crate::recipe::{model_config, Settings};
 use crate::run_state::read_meta;
-use crate::train::{set_threads, EVAL_BATCH};
+use crate::train::EVAL_BATCH;
 use crate::trainer::evaluate;
 
 /// Flags of `sph eval`.
@@ -36,7 +36,6 @@ pub struct EvalArgs {
 
 /// `sph eval`.
 pub fn run_eval(args: EvalArgs) -> Result<()> {
-    set_threads(args.threads)?;
     let ckpt = checkpoint::load(&args.checkpoint)?;
     let s: Settings = read_meta(&args.checkpoint, &ckpt, "settings")?;
     let name = parse_dataset(args.dataset.as_deref().unwrap_or(&s.dataset))?;

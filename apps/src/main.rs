@@ -180,7 +180,26 @@ fn run() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    let result = match cli.command {
+    let threads = cli.command.threads();
+    let result = train::in_pool(threads, move || dispatch(cli.command));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // The run already said where it saved its state; 130 is the shell's code for SIGINT.
+        Err(e) if e.downcast_ref::<train::Interrupted>().is_some() => ExitCode::from(130),
+        Err(e) => {
+            // One line: the chain of causes joined, no backtrace.
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            // The other ranks of an MPI run may be waiting for this one: end them too.
+            dist::abort_others(2);
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs one parsed command (on a worker of the pool, see [`train::in_pool`]).
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Train(args) => train::run_train(*args),
         Command::Eval(args) => eval::run_eval(args),
         Command::Models => eval::run_models(),
@@ -202,18 +221,21 @@ fn run() -> ExitCode {
                 data::run_show(&name, &split, count, augmented, data, &out, force)
             }
         },
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        // The run already said where it saved its state; 130 is the shell's code for SIGINT.
-        Err(e) if e.downcast_ref::<train::Interrupted>().is_some() => ExitCode::from(130),
-        Err(e) => {
-            // One line: the chain of causes joined, no backtrace.
-            let msg = format!("{e:#}").replace('\n', " ");
-            eprintln!("error: {msg}");
-            // The other ranks of an MPI run may be waiting for this one: end them too.
-            dist::abort_others(2);
-            ExitCode::from(2)
+    }
+}
+
+impl Command {
+    /// The command's `--threads`, for those that have one.
+    fn threads(&self) -> Option<usize> {
+        match self {
+            Command::Train(args) => args.threads,
+            Command::Eval(args) => args.threads,
+            Command::Bench(args) => args.threads,
+            Command::Reproduce(args) => args.threads,
+            Command::Analyze(a) => match &a.command {
+                AnalyzeCommand::Overlap(args) => args.threads,
+            },
+            _ => None,
         }
     }
 }

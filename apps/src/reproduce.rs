@@ -20,7 +20,6 @@ use crate::files;
 use crate::recipe::{self, Settings};
 use crate::report::mean_std;
 use crate::run_state;
-use crate::train::set_threads;
 
 /// Flags of `sph reproduce`.
 #[derive(Args, Debug)]
@@ -285,7 +284,6 @@ fn hms(seconds: f64) -> String {
 
 /// `sph reproduce`.
 pub fn run_reproduce(args: ReproduceArgs) -> Result<()> {
-    set_threads(args.threads)?;
     let budget = Budget::parse(&args.budget)?;
     if !TABLES.contains(&args.table.as_str()) {
         bail!("unknown table '{}' (valid: {})", args.table, TABLES.join(", "));

@@ -169,10 +169,15 @@ impl TrainArgs {
 /// huge count stalls the machine while the threads are created.
 const MAX_THREADS_PER_CORE: usize = 4;
 
-/// Sets the worker thread count (bounded per core; `None`: rayon's default) and makes every
-/// thread that computes, the workers and this one, flush subnormal floats to zero (see
-/// [`engine::kernels::flush_subnormals_to_zero`]); returns the count in force.
-pub(crate) fn set_threads(threads: Option<usize>) -> Result<usize> {
+/// Runs `command` on a worker of a global pool of `threads` workers (bounded per core;
+/// `None`: rayon's default) whose threads flush subnormal floats to zero (see
+/// [`engine::kernels::flush_subnormals_to_zero`]).
+///
+/// On a worker, not on the main thread: a parallel loop started from outside the pool parks
+/// its caller and wakes it when done, 5 to 40 us per loop on this kind of machine, which made
+/// a (128x400)@(400x120) product on 2 threads no faster than on one (inside the pool: 41 us
+/// against 46 to 80). A worker that starts a loop works on it itself and never sleeps.
+pub(crate) fn in_pool<R: Send>(threads: Option<usize>, command: impl FnOnce() -> Result<R> + Send) -> Result<R> {
     if let Some(n) = threads {
         let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
         let max = MAX_THREADS_PER_CORE * cores;
@@ -180,9 +185,9 @@ pub(crate) fn set_threads(threads: Option<usize>) -> Result<usize> {
             bail!("--threads: expected 1 to {max} ({MAX_THREADS_PER_CORE} per core, {cores} cores), found {n}");
         }
     }
-    engine::kernels::flush_subnormals_to_zero();
     flushing_pool(threads.unwrap_or(0)).build_global().context("setting the thread count")?;
-    Ok(rayon::current_num_threads())
+    // `scope` runs its body on a worker of the global pool.
+    rayon::scope(|_| command())
 }
 
 /// A pool of `threads` workers (0: rayon's default) that flush subnormals to zero.
@@ -265,7 +270,6 @@ fn draw_curves(path: &Path, history: &[EpochMetrics]) -> Result<()> {
 
 /// `sph train`.
 pub fn run_train(args: TrainArgs) -> Result<()> {
-    set_threads(args.threads)?;
     let name = parse_dataset(&args.dataset)?;
     let dataset_name = name.as_str().to_string();
     if !models::names().contains(&args.model.as_str()) {
@@ -610,7 +614,7 @@ fn finish_epoch(run: &mut Run, epoch: usize) -> Result<()> {
 mod tests {
     use std::hint::black_box;
 
-    /// Every worker of the pool `set_threads` installs reads and makes subnormals as zero
+    /// Every worker of the pool `in_pool` installs reads and makes subnormals as zero
     /// (late in training they made a SimpleFNN epoch 15x slower); a plain pool does not.
     #[test]
     fn pool_workers_flush_subnormals() {

@@ -4,8 +4,6 @@
 //! index) for the augmentation of one sample, so a run is reproducible whatever the number
 //! of threads or the batch size.
 
-use std::sync::mpsc;
-
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -177,29 +175,35 @@ impl<'a> Loader<'a> {
         Epoch { loader: self, epoch, order: self.order(epoch), next: 0 }
     }
 
-    /// Runs `f` on every batch of the epoch while a background thread prepares the next
-    /// batch, so data preparation overlaps the training step. Stops at the first error.
+    /// Runs `f` on every batch of the epoch while the next batch is prepared beside it, so
+    /// data preparation overlaps the training step. Stops at the first error.
+    ///
+    /// The next batch is a task of the rayon pool, not a thread of its own: `sph` runs its
+    /// commands, and so `f`, on a worker of the pool, and a thread of our own that waited for
+    /// the pool to build a batch while that worker waited for the batch would deadlock a
+    /// one-thread pool. A task runs on whichever worker is free, or on this one as it waits.
     pub fn for_each_prefetched<E>(&self, epoch: usize, mut f: impl FnMut(Batch) -> Result<(), E>) -> Result<(), E> {
         let order = self.order(epoch);
         let batches = self.num_batches();
-        std::thread::scope(|scope| {
-            // Capacity 1: at most one finished batch waits while the consumer works, which
-            // bounds memory to about three batches.
-            let (tx, rx) = mpsc::sync_channel::<Batch>(1);
-            let order = &order;
-            scope.spawn(move || {
-                for b in 0..batches {
-                    let batch = self.make_batch(epoch, self.batch_indices(order, b));
-                    if tx.send(batch).is_err() {
-                        break; // the consumer stopped early
-                    }
+        if batches == 0 {
+            return Ok(());
+        }
+        let mut current = self.make_batch(epoch, self.batch_indices(&order, 0));
+        for b in 1..=batches {
+            let mut next = None;
+            rayon::in_place_scope(|scope| {
+                if b < batches {
+                    let (next, order) = (&mut next, &order);
+                    scope.spawn(move |_| *next = Some(self.make_batch(epoch, self.batch_indices(order, b))));
                 }
-            });
-            for batch in rx {
-                f(batch)?;
+                f(current)
+            })?;
+            match next {
+                Some(batch) => current = batch,
+                None => break,
             }
-            Ok(())
-        })
+        }
+        Ok(())
     }
 
     /// Indices of batch `b` within `order`.

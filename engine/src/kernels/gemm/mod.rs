@@ -416,7 +416,7 @@ mod tests {
             let s = split(m, n, 2, (12, 32));
             let (row_tiles, col_tiles) = (m.div_ceil(12), n.div_ceil(32));
             let busiest = if s.rows { s.block / 12 * col_tiles } else { row_tiles * (s.block / 32) };
-            assert!(s.block % if s.rows { 12 } else { 32 } == 0, "{m}x{n}: whole tiles per block");
+            assert!(s.block.is_multiple_of(if s.rows { 12 } else { 32 }), "{m}x{n}: whole tiles per block");
             let even = (row_tiles * col_tiles).div_ceil(2);
             assert!(busiest <= even + row_tiles.min(col_tiles), "{m}x{n}: {s:?}, {busiest} tiles of {even}");
         }
