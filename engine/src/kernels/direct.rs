@@ -233,8 +233,8 @@ fn keep_valid(out: &[f32], g: &Plane, y: &mut [f32]) {
     }
 }
 
-/// The gradients of [`conv_forward`] (but the bias's): `dx += d/dx`, `dw += d/dw`, each only
-/// where asked for. Images are processed in fixed tasks of [`IMAGES_PER_TASK`]; each task's
+/// The gradients of [`conv_forward`] (but the bias's): `dx += d/dx` (or `dx = d/dx` with
+/// `store_dx`, into a new buffer, saving a pass over it), `dw += d/dw`, each only where asked for. Images are processed in fixed tasks of [`IMAGES_PER_TASK`]; each task's
 /// partial weight gradient is added in task order.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_backward(
@@ -245,6 +245,7 @@ pub(crate) fn conv_backward(
     batch: usize,
     c_out: usize,
     dx: Option<&mut [f32]>,
+    store_dx: bool,
     dw: Option<&mut [f32]>,
 ) {
     let g = Plane::new(window);
@@ -314,8 +315,11 @@ pub(crate) fn conv_backward(
                         dx_wide.chunks_exact(back.positions()).zip(dx_n.chunks_exact_mut(g.height * g.width))
                     {
                         for (iy, row) in dst.chunks_exact_mut(g.width).enumerate() {
-                            for (d, &s) in row.iter_mut().zip(&src[iy * back.wp..]) {
-                                *d += s;
+                            let src = &src[iy * back.wp..iy * back.wp + g.width];
+                            if store_dx {
+                                row.copy_from_slice(src);
+                            } else {
+                                row.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
                             }
                         }
                     }
@@ -467,7 +471,7 @@ mod tests {
             let mut y = vec![f32::NAN; batch * co * cols];
             conv_forward(&x, &wt, Some(&bias), &g, co, &mut y);
             let (mut dx, mut dw) = (vec![0.5; x.len()], vec![0.25; wt.len()]);
-            conv_backward(&x, &wt, &dy, &g, batch, co, Some(&mut dx), Some(&mut dw));
+            conv_backward(&x, &wt, &dy, &g, batch, co, Some(&mut dx), false, Some(&mut dw));
             // The reference, image by image.
             let (mut want_dx, mut want_dw) = (vec![0.5; x.len()], vec![0.25; wt.len()]);
             let mut col = vec![0.0; rows * cols];

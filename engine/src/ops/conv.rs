@@ -142,8 +142,10 @@ impl Conv2dSaved {
         let (xd, wd) = (xv.data(), wv.data());
         match Algorithm::for_window(window) {
             Algorithm::Direct => {
+                // Allocated here when new (then stored into, not zeroed and added to).
+                let store_dx = grads.slot_fresh(x).is_some_and(|(_, fresh)| fresh);
                 let (dx, dw) = grads.two_slots(x, w);
-                direct::conv_backward(xd, wd, dy, window, batch, c_out, dx, dw);
+                direct::conv_backward(xd, wd, dy, window, batch, c_out, dx, store_dx, dw);
             }
             Algorithm::Winograd => {
                 let (dx, dw) = grads.two_slots(x, w);
