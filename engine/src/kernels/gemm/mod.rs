@@ -143,7 +143,7 @@ pub fn sgemm_serial(
 }
 
 /// `C[m,n] = alpha * op(A) @ op(B) + beta * C`, split over rayon threads when large, into one
-/// block of whole micro-kernel tiles per thread (see [`split`]).
+/// block of whole micro-kernel tiles per thread (see `split`).
 #[allow(clippy::too_many_arguments)]
 pub fn sgemm(
     ta: Trans,
