@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
+
 use crate::error::{EngineError, Result};
 use crate::params::{ParamId, ParamStore};
 use crate::tensor::Tensor;
@@ -19,6 +21,12 @@ pub trait Optimizer: Send {
     /// Restores state written by [`Optimizer::state`].
     fn load_state(&mut self, params: &ParamStore, state: &HashMap<String, Tensor>) -> Result<()>;
 }
+
+/// Elements per parallel task of an update. An update is memory-bound (VGG-11-BN's 28 M
+/// parameters: 560 MB read and written per SGD step, 7% of a step on one thread), so large
+/// parameters are split over the threads; each element is updated alone, so the result is
+/// the same for any split.
+pub(crate) const UPDATE_CHUNK: usize = 1 << 14;
 
 /// Per-parameter buffers, created on first use, keyed by parameter id.
 type Buffers = Vec<Option<Tensor>>;
@@ -89,19 +97,25 @@ impl Optimizer for Sgd {
         for id in ids {
             let (p, grad) = params.value_and_grad_mut(id);
             let (lr, wd, mom, nesterov) = (self.lr, self.weight_decay, self.momentum, self.nesterov);
+            let shape = p.shape().to_vec();
+            let chunks = p.data_mut().par_chunks_mut(UPDATE_CHUNK).zip(grad.data().par_chunks(UPDATE_CHUNK));
             if mom == 0.0 {
-                for (p, &g) in p.data_mut().iter_mut().zip(grad.data()) {
-                    *p -= lr * (g + wd * *p);
-                }
+                chunks.for_each(|(p, g)| {
+                    for (p, &g) in p.iter_mut().zip(g) {
+                        *p -= lr * (g + wd * *p);
+                    }
+                });
                 continue;
             }
             let fresh = self.momentum_buffers.get(id.0).is_none_or(|b| b.is_none());
-            let buf = buffer(&mut self.momentum_buffers, id, p.shape());
-            for ((p, &g), b) in p.data_mut().iter_mut().zip(grad.data()).zip(buf.data_mut()) {
-                let g = g + wd * *p;
-                *b = if fresh { g } else { mom * *b + g };
-                *p -= lr * if nesterov { g + mom * *b } else { *b };
-            }
+            let buf = buffer(&mut self.momentum_buffers, id, &shape);
+            chunks.zip(buf.data_mut().par_chunks_mut(UPDATE_CHUNK)).for_each(|((p, g), b)| {
+                for ((p, &g), b) in p.iter_mut().zip(g).zip(b) {
+                    let g = g + wd * *p;
+                    *b = if fresh { g } else { mom * *b + g };
+                    *p -= lr * if nesterov { g + mom * *b } else { *b };
+                }
+            });
         }
     }
     fn lr(&self) -> f32 {
@@ -179,18 +193,22 @@ impl Optimizer for Adam {
             let (p, grad) = params.value_and_grad_mut(id);
             let m = buffer(&mut self.exp_avg, id, p.shape()).data_mut();
             let v = buffer(&mut self.exp_avg_sq, id, p.shape()).data_mut();
-            for (((p, &g), m), v) in p.data_mut().iter_mut().zip(grad.data()).zip(m.iter_mut()).zip(v.iter_mut()) {
-                let g = if decoupled {
-                    *p *= 1.0 - lr * wd;
-                    g
-                } else {
-                    g + wd * *p
-                };
-                *m = b1 * *m + (1.0 - b1) * g;
-                *v = b2 * *v + (1.0 - b2) * g * g;
-                let denom = (v.sqrt() as f64 / bias2_sqrt) as f32 + eps;
-                *p -= step_size * *m / denom;
-            }
+            let chunks = p.data_mut().par_chunks_mut(UPDATE_CHUNK).zip(grad.data().par_chunks(UPDATE_CHUNK));
+            let state = m.par_chunks_mut(UPDATE_CHUNK).zip(v.par_chunks_mut(UPDATE_CHUNK));
+            chunks.zip(state).for_each(|((p, g), (m, v))| {
+                for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                    let g = if decoupled {
+                        *p *= 1.0 - lr * wd;
+                        g
+                    } else {
+                        g + wd * *p
+                    };
+                    *m = b1 * *m + (1.0 - b1) * g;
+                    *v = b2 * *v + (1.0 - b2) * g * g;
+                    let denom = (v.sqrt() as f64 / bias2_sqrt) as f32 + eps;
+                    *p -= step_size * *m / denom;
+                }
+            });
         }
     }
     fn lr(&self) -> f32 {

@@ -130,8 +130,10 @@ impl ParamStore {
 
     /// Sets every gradient to zero, keeping the buffers.
     pub fn zero_grads(&mut self) {
+        use rayon::prelude::*;
+        // In parallel chunks, like the optimizers' updates: a memory-bound pass over every gradient.
         for g in &mut self.grads {
-            g.fill_zero();
+            g.data_mut().par_chunks_mut(crate::optim::UPDATE_CHUNK).for_each(|c| c.fill(0.0));
         }
     }
 
