@@ -176,7 +176,8 @@ const MAX_THREADS_PER_CORE: usize = 4;
 /// On a worker, not on the main thread: a parallel loop started from outside the pool parks
 /// its caller and wakes it when done, 5 to 40 us per loop on this kind of machine, which made
 /// a (128x400)@(400x120) product on 2 threads no faster than on one (inside the pool: 41 us
-/// against 46 to 80). A worker that starts a loop works on it itself and never sleeps.
+/// against 46 to 80). A worker that starts a loop works on it itself and never sleeps; the
+/// other workers are kept polling for work (see [`engine::kernels::with_workers_awake`]).
 pub(crate) fn in_pool<R: Send>(threads: Option<usize>, command: impl FnOnce() -> Result<R> + Send) -> Result<R> {
     if let Some(n) = threads {
         let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
@@ -186,8 +187,8 @@ pub(crate) fn in_pool<R: Send>(threads: Option<usize>, command: impl FnOnce() ->
         }
     }
     flushing_pool(threads.unwrap_or(0)).build_global().context("setting the thread count")?;
-    // `scope` runs its body on a worker of the global pool.
-    rayon::scope(|_| command())
+    // Runs its body on a worker of the global pool.
+    engine::kernels::with_workers_awake(command)
 }
 
 /// A pool of `threads` workers (0: rayon's default) that flush subnormals to zero.
