@@ -22,11 +22,11 @@ pub trait Optimizer: Send {
     fn load_state(&mut self, params: &ParamStore, state: &HashMap<String, Tensor>) -> Result<()>;
 }
 
-/// Elements per parallel task of an update. An update is memory-bound (VGG-11-BN's 28 M
-/// parameters: 560 MB read and written per SGD step, 7% of a step on one thread), so large
-/// parameters are split over the threads; each element is updated alone, so the result is
-/// the same for any split.
-pub(crate) const UPDATE_CHUNK: usize = 1 << 14;
+/// Elements per parallel task of an update: the elementwise loops' chunk. An update is
+/// memory-bound (VGG-11-BN's 28 M parameters: 560 MB read and written per SGD step, 7% of a
+/// step on one thread), so large parameters are split over the threads; each element is
+/// updated alone, so the result is the same for any split.
+const UPDATE_CHUNK: usize = crate::kernels::parallel::CHUNK;
 
 /// Per-parameter buffers, created on first use, keyed by parameter id.
 type Buffers = Vec<Option<Tensor>>;
@@ -97,9 +97,8 @@ impl Optimizer for Sgd {
         for id in ids {
             let (p, grad) = params.value_and_grad_mut(id);
             let (lr, wd, mom, nesterov) = (self.lr, self.weight_decay, self.momentum, self.nesterov);
-            let shape = p.shape().to_vec();
-            let chunks = p.data_mut().par_chunks_mut(UPDATE_CHUNK).zip(grad.data().par_chunks(UPDATE_CHUNK));
             if mom == 0.0 {
+                let chunks = p.data_mut().par_chunks_mut(UPDATE_CHUNK).zip(grad.data().par_chunks(UPDATE_CHUNK));
                 chunks.for_each(|(p, g)| {
                     for (p, &g) in p.iter_mut().zip(g) {
                         *p -= lr * (g + wd * *p);
@@ -108,7 +107,8 @@ impl Optimizer for Sgd {
                 continue;
             }
             let fresh = self.momentum_buffers.get(id.0).is_none_or(|b| b.is_none());
-            let buf = buffer(&mut self.momentum_buffers, id, &shape);
+            let buf = buffer(&mut self.momentum_buffers, id, p.shape());
+            let chunks = p.data_mut().par_chunks_mut(UPDATE_CHUNK).zip(grad.data().par_chunks(UPDATE_CHUNK));
             chunks.zip(buf.data_mut().par_chunks_mut(UPDATE_CHUNK)).for_each(|((p, g), b)| {
                 for ((p, &g), b) in p.iter_mut().zip(g).zip(b) {
                     let g = g + wd * *p;

@@ -133,7 +133,7 @@ impl ParamStore {
         use rayon::prelude::*;
         // In parallel chunks, like the optimizers' updates: a memory-bound pass over every gradient.
         for g in &mut self.grads {
-            g.data_mut().par_chunks_mut(crate::optim::UPDATE_CHUNK).for_each(|c| c.fill(0.0));
+            g.data_mut().par_chunks_mut(crate::kernels::parallel::CHUNK).for_each(|c| c.fill(0.0));
         }
     }
 

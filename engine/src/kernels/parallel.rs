@@ -4,8 +4,8 @@ use rayon::prelude::*;
 
 /// Slices shorter than this run on the calling thread: spawning costs more than it saves.
 pub(crate) const PARALLEL_MIN_LEN: usize = 1 << 15;
-/// Elements per parallel task.
-const CHUNK: usize = 1 << 14;
+/// Elements per parallel task (also of the optimizers' updates and `zero_grads`).
+pub(crate) const CHUNK: usize = 1 << 14;
 
 /// `out[i] = f(x[i])`.
 pub fn map(out: &mut [f32], x: &[f32], f: impl Fn(f32) -> f32 + Sync) {
