@@ -22,6 +22,16 @@ pub fn map(out: &mut [f32], x: &[f32], f: impl Fn(f32) -> f32 + Sync) {
     }
 }
 
+/// `f(&mut out[i])` for every element (a fill, or adding a constant).
+pub fn update(out: &mut [f32], f: impl Fn(&mut f32) + Sync) {
+    let body = |o: &mut [f32]| o.iter_mut().for_each(&f);
+    if out.len() < PARALLEL_MIN_LEN {
+        body(out);
+    } else {
+        out.par_chunks_mut(CHUNK).for_each(body);
+    }
+}
+
 /// `acc[i] += f(a[i], b[i])`: the shape of most backward passes.
 pub fn accumulate2(acc: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) {
     assert!(acc.len() == a.len() && a.len() == b.len());

@@ -40,9 +40,14 @@ impl Graph<'_> {
 impl SumSaved {
     pub(crate) fn backward(&self, _values: &Values, grads: &mut Grads, dy: &[f32]) {
         let SumSaved { x, factor } = *self;
-        if let Some(dx) = grads.slot(x) {
+        // A fresh gradient buffer is filled, not zeroed and then added to: one pass, not two.
+        if let Some((dx, fresh)) = grads.slot_fresh(x) {
             let g = dy[0] * factor;
-            dx.iter_mut().for_each(|d| *d += g);
+            if fresh {
+                parallel::update(dx, |d| *d = g);
+            } else {
+                parallel::update(dx, |d| *d += g);
+            }
         }
     }
 }
@@ -51,8 +56,12 @@ impl SumSaved {
 impl ReshapeSaved {
     pub(crate) fn backward(&self, _values: &Values, grads: &mut Grads, dy: &[f32]) {
         let x = self.x;
-        if let Some(dx) = grads.slot(x) {
-            parallel::axpy(dx, 1.0, dy);
+        if let Some((dx, fresh)) = grads.slot_fresh(x) {
+            if fresh {
+                parallel::map(dx, dy, |v| v);
+            } else {
+                parallel::axpy(dx, 1.0, dy);
+            }
         }
     }
 }

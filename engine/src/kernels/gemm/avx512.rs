@@ -54,7 +54,7 @@ pub fn available() -> bool {
 /// The CPU must support AVX-512F ([`available`]); A, B and C must be valid for every element
 /// the shapes and strides reach, and C must not overlap A or B.
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn sgemm(
+pub(super) unsafe fn sgemm(
     m: usize,
     n: usize,
     k: usize,
@@ -202,7 +202,7 @@ unsafe fn pack_transposed<const W: usize>(src: *const f32, lane_stride: isize, k
 
 /// Transposes the 16 x 16 matrix held in 16 row vectors, in place (4 rounds of shuffles).
 #[target_feature(enable = "avx512f")]
-unsafe fn transpose_16x16(r: &mut [__m512; 16]) {
+pub(crate) unsafe fn transpose_16x16(r: &mut [__m512; 16]) {
     let mut t = [_mm512_setzero_ps(); 16];
     // Interleave 32-bit elements of row pairs, then 64-bit pairs of those.
     for i in (0..16).step_by(2) {

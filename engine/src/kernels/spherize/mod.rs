@@ -405,19 +405,25 @@ fn images_per_group(hw: usize) -> usize {
 thread_local! {
     /// Per-thread tile scratch, reused across calls: a backward tile of n = 4096 needs
     /// 1.3 MB, and fresh large allocations would be zero pages faulted in on every call.
-    static SCRATCH: RefCell<Vec<Lane>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The first `len` lanes of `buf` from a 64-byte boundary: a lane is then one cache line, and
+/// no SIMD load or store of a tile straddles two lines (split accesses cost twice as much).
+fn aligned_lanes(buf: &mut Vec<f32>, len: usize) -> &mut [Lane] {
+    let floats = (len + 1) * LANES; // one lane of slack to reach the boundary
+    if buf.len() < floats {
+        buf.resize(floats, 0.0);
+    }
+    let skip = buf.as_ptr().align_offset(64).min(LANES - 1);
+    buf[skip..skip + len * LANES].as_chunks_mut::<LANES>().0
 }
 
 /// Runs `f` on `len` lanes of this thread's scratch (a fresh buffer if it is somehow in use).
 fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Lane]) -> R) -> R {
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            if buf.len() < len {
-                buf.resize(len, [0.0; LANES]);
-            }
-            f(&mut buf[..len])
-        }
-        Err(_) => f(&mut vec![[0.0; LANES]; len]),
+        Ok(mut buf) => f(aligned_lanes(&mut buf, len)),
+        Err(_) => f(aligned_lanes(&mut Vec::new(), len)),
     })
 }
 
