@@ -90,27 +90,96 @@ pub fn sum(x: &[f32]) -> f64 {
 /// The f64 sum of f(v) over `values`, in eight interleaved partial sums: one running sum is a
 /// chain of dependent additions (4 cycles each), eight of them vectorize. The order is fixed by
 /// the data alone, so the result does not depend on the thread count.
+#[inline(always)]
 pub(crate) fn sum_f64(values: &[f32], f: impl Fn(f32) -> f64) -> f64 {
     let mut lanes = [0.0f64; 8];
-    let chunks = values.chunks_exact(8);
-    let tail: f64 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    // Fixed-size chunks: with slices of unknown length the lane loop stayed scalar.
+    let (chunks, tail) = values.as_chunks::<8>();
     for chunk in chunks {
         for (acc, &v) in lanes.iter_mut().zip(chunk) {
             *acc += f(v);
         }
     }
-    lanes.iter().sum::<f64>() + tail
+    lanes.iter().sum::<f64>() + tail.iter().map(|&v| f(v)).sum::<f64>()
 }
 
-/// Per channel of x [n, c, hw]: the f64 sum over the batch and pixels of f(channel, value),
-/// channels in parallel, each summed in a fixed order (so independent of the thread count).
-pub(crate) fn channel_sums(
+/// Per channel of x [n, c, hw]: the f64 sum over the batch and pixels of `per_channel(ch)(v)`.
+/// The function is made once per channel, so that what it captures (a channel's mean, say) is
+/// a constant of the inner loop rather than an indexed load with a bounds check.
+pub(crate) fn channel_sums<F: Fn(f32) -> f64 + Sync>(
     x: &[f32],
     (n, c, hw): (usize, usize, usize),
-    f: impl Fn(usize, f32) -> f64 + Sync,
+    per_channel: impl Fn(usize) -> F,
 ) -> Vec<f64> {
-    (0..c)
+    let fs: Vec<F> = (0..c).map(per_channel).collect();
+    let plane = |i: usize, ch: usize| [sum_f64(&x[(i * c + ch) * hw..][..hw], &fs[ch])];
+    plane_sums(n, c, hw, plane).into_iter().map(|[s]| s).collect()
+}
+
+/// Per channel of a tensor [n, c, hw], the sums `plane(image, channel)` added over the images.
+///
+/// Read in memory order: tasks of whole images (a fixed number for the shape, so the result
+/// does not depend on the thread count), each summing its planes channel by channel, and the
+/// tasks' partial sums added in task order. Walking one channel through the batch instead
+/// jumps c * hw floats between planes, and the hardware prefetchers restart at every plane:
+/// that made batch-norm's statistics wait on memory.
+pub(crate) fn plane_sums<const K: usize>(
+    n: usize,
+    c: usize,
+    hw: usize,
+    plane: impl Fn(usize, usize) -> [f64; K] + Sync,
+) -> Vec<[f64; K]> {
+    // At least CHUNK values per task, in whole images.
+    let images_per_task = CHUNK.div_ceil((c * hw).max(1)).clamp(1, n.max(1));
+    let partials: Vec<Vec<[f64; K]>> = (0..n.div_ceil(images_per_task))
         .into_par_iter()
-        .map(|ch| (0..n).map(|i| sum_f64(&x[(i * c + ch) * hw..(i * c + ch + 1) * hw], |v| f(ch, v))).sum())
-        .collect()
+        .map(|task| {
+            let mut sums = vec![[0.0f64; K]; c];
+            for i in task * images_per_task..((task + 1) * images_per_task).min(n) {
+                for (ch, acc) in sums.iter_mut().enumerate() {
+                    for (a, p) in acc.iter_mut().zip(plane(i, ch)) {
+                        *a += p;
+                    }
+                }
+            }
+            sums
+        })
+        .collect();
+    let mut total = vec![[0.0f64; K]; c];
+    for part in &partials {
+        for (t, p) in total.iter_mut().zip(part) {
+            for (a, b) in t.iter_mut().zip(p) {
+                *a += b;
+            }
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Channel sums equal a plain f64 sum, bit for bit the same on 1 and 3 threads, for shapes
+    /// with one task and with many (a ragged last one among them).
+    #[test]
+    fn channel_sums_are_exact_and_thread_independent() {
+        for (n, c, hw) in [(1, 1, 1), (3, 2, 5), (300, 2, 64), (40, 3, 1000)] {
+            let x: Vec<f32> = (0..n * c * hw).map(|i| ((i * 7919 % 2003) as f32 - 1001.0) / 7.0).collect();
+            let sums_on = |threads| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+                pool.install(|| channel_sums(&x, (n, c, hw), |ch| move |v| v as f64 * (ch + 1) as f64))
+            };
+            let (one, three) = (sums_on(1), sums_on(3));
+            assert_eq!(one, three, "[{n}, {c}, {hw}]: thread count changed the sums");
+            for (ch, &got) in one.iter().enumerate() {
+                let want: f64 =
+                    (0..n).flat_map(|i| x[(i * c + ch) * hw..][..hw].iter()).map(|&v| v as f64 * (ch + 1) as f64).sum();
+                assert!(
+                    (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+                    "[{n}, {c}, {hw}] channel {ch}: {got} vs {want}"
+                );
+            }
+        }
+    }
 }

@@ -136,7 +136,7 @@ impl Conv2dSaved {
         if let Some(db) = b.and_then(|b| grads.slot(b)) {
             // Per channel, over the images in order, in eight f64 lanes: one f32 running sum
             // was a dependent add per element, on one thread (a tenth of VGG's conv backward).
-            let sums = channel_sums(dy, (batch, c_out, cols), |_, v| v as f64);
+            let sums = channel_sums(dy, (batch, c_out, cols), |_| |v| v as f64);
             db.iter_mut().zip(sums).for_each(|(g, s)| *g += s as f32);
         }
         let (xd, wd) = (xv.data(), wv.data());

@@ -4,7 +4,7 @@ use rayon::prelude::*;
 
 use crate::autograd::{Grads, Graph, Values, Var};
 use crate::error::{EngineError, Result};
-use crate::kernels::parallel::channel_sums;
+use crate::kernels::parallel::{channel_sums, plane_sums};
 use crate::op::{BatchNormSaved, Op};
 use crate::ops::channel_layout;
 use crate::params::ParamId;
@@ -54,11 +54,14 @@ impl Graph<'_> {
             }
             let xv = self.value(x).data();
             let mean: Vec<f64> =
-                channel_sums(xv, dims, |_, v| v as f64).into_iter().map(|s| s / count as f64).collect();
-            let var: Vec<f64> = channel_sums(xv, dims, |ch, v| (v as f64 - mean[ch]).powi(2))
-                .into_iter()
-                .map(|s| s / count as f64)
-                .collect();
+                channel_sums(xv, dims, |_| |v| v as f64).into_iter().map(|s| s / count as f64).collect();
+            let var: Vec<f64> = channel_sums(xv, dims, |ch| {
+                let m = mean[ch];
+                move |v| (v as f64 - m).powi(2)
+            })
+            .into_iter()
+            .map(|s| s / count as f64)
+            .collect();
             let unbias = count as f64 / (count as f64 - 1.0);
             let params = self.params_mut();
             for (r, &m) in params.value_mut(ids.running_mean).data_mut().iter_mut().zip(&mean) {
@@ -127,33 +130,29 @@ impl BatchNormSaved {
         // dy where the output was not clamped by the fused ReLU.
         let gated = |d: f32, v: f32, sc: f32, sh: f32| if RELU && v * sc + sh <= 0.0 { 0.0 } else { d };
         // Per channel, in one pass over dy and x: (sum dy, sum dy xhat), in eight f64 lanes each.
-        let (dbeta, dgamma): (Vec<f64>, Vec<f64>) = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let (m, s, sc, sh) = (mean[ch], inv_std[ch], scale[ch], shift[ch]);
-                let (mut sum_dy, mut sum_dy_xhat) = ([0.0f64; 8], [0.0f64; 8]);
-                let mut tail = (0.0f64, 0.0f64);
-                for i in 0..n {
-                    let r = (i * c + ch) * hw..(i * c + ch + 1) * hw;
-                    let (dy_p, x_p) = (&dy[r.clone()], &xd[r]);
-                    // sum dy (x - mean) inv_std, as (sum dy x - mean sum dy) inv_std would cancel.
-                    let (dy_c, x_c) = (dy_p.chunks_exact(8), x_p.chunks_exact(8));
-                    for (&d, &v) in dy_c.remainder().iter().zip(x_c.remainder()) {
-                        let d = gated(d, v, sc, sh) as f64;
-                        tail.0 += d;
-                        tail.1 += d * ((v - m) * s) as f64;
-                    }
-                    for (d8, v8) in dy_c.zip(x_c) {
-                        for l in 0..8 {
-                            let d = gated(d8[l], v8[l], sc, sh) as f64;
-                            sum_dy[l] += d;
-                            sum_dy_xhat[l] += d * ((v8[l] - m) * s) as f64;
-                        }
-                    }
+        let sums = plane_sums(n, c, hw, |i, ch| {
+            let (m, s, sc, sh) = (mean[ch], inv_std[ch], scale[ch], shift[ch]);
+            let r = (i * c + ch) * hw..(i * c + ch + 1) * hw;
+            let (dy_p, x_p) = (&dy[r.clone()], &xd[r]);
+            let (mut sum_dy, mut sum_dy_xhat) = ([0.0f64; 8], [0.0f64; 8]);
+            let mut tail = (0.0f64, 0.0f64);
+            // sum dy (x - mean) inv_std, as (sum dy x - mean sum dy) inv_std would cancel.
+            let (dy_c, x_c) = (dy_p.chunks_exact(8), x_p.chunks_exact(8));
+            for (&d, &v) in dy_c.remainder().iter().zip(x_c.remainder()) {
+                let d = gated(d, v, sc, sh) as f64;
+                tail.0 += d;
+                tail.1 += d * ((v - m) * s) as f64;
+            }
+            for (d8, v8) in dy_c.zip(x_c) {
+                for l in 0..8 {
+                    let d = gated(d8[l], v8[l], sc, sh) as f64;
+                    sum_dy[l] += d;
+                    sum_dy_xhat[l] += d * ((v8[l] - m) * s) as f64;
                 }
-                (sum_dy.iter().sum::<f64>() + tail.0, sum_dy_xhat.iter().sum::<f64>() + tail.1)
-            })
-            .unzip();
+            }
+            [sum_dy.iter().sum::<f64>() + tail.0, sum_dy_xhat.iter().sum::<f64>() + tail.1]
+        });
+        let (dbeta, dgamma): (Vec<f64>, Vec<f64>) = sums.into_iter().map(|[b, g]| (b, g)).unzip();
         // Usually x's gradient is new here (x feeds only this op): stored, not added to zeros.
         if let Some((dx, fresh)) = grads.slot_fresh(x) {
             dx.par_chunks_mut(hw).zip(dy.par_chunks(hw).zip(xd.par_chunks(hw))).enumerate().for_each(
