@@ -78,10 +78,10 @@ pub fn axpy(acc: &mut [f32], alpha: f32, x: &[f32]) {
 }
 
 /// Sum in f64, in fixed-size pieces added in order, so the result does not depend on threads.
-/// Serial below 128K elements: waking the pool costs more than the pieces save.
+/// Serial below [`PARALLEL_MIN_LEN`] elements, like the other loops here.
 pub fn sum(x: &[f32]) -> f64 {
     let piece = |c: &[f32]| sum_f64(c, |v| v as f64);
-    if x.len() < 1 << 17 {
+    if x.len() < PARALLEL_MIN_LEN {
         return x.chunks(CHUNK).map(piece).sum();
     }
     x.par_chunks(CHUNK).map(piece).collect::<Vec<_>>().iter().sum()

@@ -167,7 +167,7 @@ unsafe fn transpose16_blocks(
 ) {
     use crate::kernels::gemm::avx512::transpose_16x16;
     use std::arch::x86_64::*;
-    debug_assert!(height % 16 == 0 && width % 16 == 0);
+    debug_assert!(height.is_multiple_of(16) && width.is_multiple_of(16));
     if height == 0 || width == 0 {
         return;
     }

@@ -51,7 +51,6 @@
 
 use std::cell::RefCell;
 use std::f64::consts::FRAC_PI_2;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 mod layout;
@@ -356,7 +355,8 @@ fn backward_tile(zt: &mut [Lane], gt: &[Lane], keep: &[Lane], c: &Consts) -> ([f
 }
 
 /// `job` applied to every group, results in group order. With `parallel`, the calling thread
-/// and up to (pool size - 1) rayon tasks take groups one at a time from a shared counter.
+/// and up to (pool size - 1) rayon tasks take groups one at a time, the caller from the front
+/// of the batch and the tasks from its back.
 ///
 /// Why not a plain `par_iter`: called from outside the pool, it parks the caller until the
 /// pool is done, and waking workers and caller costs ~10 us per call (a tenth of the whole
@@ -373,21 +373,27 @@ fn map_groups<T: Send, R: Send>(groups: Vec<T>, parallel: bool, job: impl Fn(T) 
     // hand each thread its group's slices and to collect the results in group order.
     let inputs: Vec<Mutex<Option<T>>> = groups.into_iter().map(|g| Mutex::new(Some(g))).collect();
     let outputs: Vec<Mutex<Option<R>>> = (0..count).map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    let work = || loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        if i >= count {
-            break;
-        }
+    // The groups not yet taken, `left..right`: the caller takes from the front, the helpers
+    // from the back, so that on two threads each keeps the same half of the batch from the
+    // forward to the backward pass, and finds that half's data still in its own cache.
+    let remaining = Mutex::new(0..count);
+    let work = |from_front: bool| loop {
+        let i = {
+            let mut r = lock(&remaining);
+            match if from_front { r.next() } else { r.next_back() } {
+                Some(i) => i,
+                None => break,
+            }
+        };
         let group = lock(&inputs[i]).take().expect("each group is taken once");
         let result = job(group);
         *lock(&outputs[i]) = Some(result);
     };
     rayon::in_place_scope(|scope| {
         for _ in 0..helpers {
-            scope.spawn(|_| work());
+            scope.spawn(|_| work(false));
         }
-        work();
+        work(true);
     });
     outputs.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every group ran")).collect()
 }
