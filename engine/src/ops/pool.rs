@@ -122,17 +122,50 @@ fn max_pool_2x2(x: &[f32], width: usize, ow: usize, y: &mut [f32], argmax: &mut 
     }
 }
 
+/// The gradient of one plane of [`max_pool_2x2`], stored: every input of a window gets its
+/// output's gradient if it won the window, else 0; inputs outside every window (the last row
+/// or column of an odd size) get 0.
+fn max_unpool_2x2(dy: &[f32], argmax: &[u32], width: usize, ow: usize, dx: &mut [f32]) {
+    let covered_rows = 2 * (dy.len() / ow.max(1));
+    for (oy, (dy_row, a_row)) in dy.chunks_exact(ow).zip(argmax.chunks_exact(ow)).enumerate() {
+        let top = 2 * oy * width;
+        let (r0, rest) = dx[top..].split_at_mut(width);
+        let r1 = &mut rest[..width];
+        for (ox, (&gv, &at)) in dy_row.iter().zip(a_row).enumerate() {
+            // Where the winner lies in its window: 0, 1, width or width + 1.
+            let offset = at as usize - (top + 2 * ox);
+            r0[2 * ox] = if offset == 0 { gv } else { 0.0 };
+            r0[2 * ox + 1] = if offset == 1 { gv } else { 0.0 };
+            r1[2 * ox] = if offset == width { gv } else { 0.0 };
+            r1[2 * ox + 1] = if offset == width + 1 { gv } else { 0.0 };
+        }
+        r0[2 * ow..].fill(0.0);
+        r1[2 * ow..].fill(0.0);
+    }
+    dx[covered_rows * width..].fill(0.0);
+}
+
 /// Each output's gradient goes to the input that won its window (added: windows may overlap).
 /// Planes (one image, one channel) are independent, so they run in parallel.
 impl MaxPoolSaved {
     pub(crate) fn backward(&self, _values: &Values, grads: &mut Grads, dy: &[f32]) {
         let (x, g, argmax) = (self.x, &self.window, &self.argmax[..]);
-        let Some(dx) = grads.slot(x) else { return };
+        let Some((dx, fresh)) = grads.slot_fresh(x) else { return };
         let out_plane = g.out_h() * g.out_w();
+        // 2x2 windows at stride 2 do not overlap: a new gradient buffer is written window by
+        // window (the winner gets dy, the other three 0), not zeroed first and then added to.
+        let write_windows = fresh && g.kernel_h == 2 && g.stride == 2;
+        if fresh && !write_windows {
+            dx.fill(0.0);
+        }
         dx.par_chunks_mut(g.height * g.width).zip(dy.par_chunks(out_plane).zip(argmax.par_chunks(out_plane))).for_each(
             |(dx_p, (dy_p, arg_p))| {
-                for (&gv, &i) in dy_p.iter().zip(arg_p) {
-                    dx_p[i as usize] += gv;
+                if write_windows {
+                    max_unpool_2x2(dy_p, arg_p, g.width, g.out_w(), dx_p);
+                } else {
+                    for (&gv, &i) in dy_p.iter().zip(arg_p) {
+                        dx_p[i as usize] += gv;
+                    }
                 }
             },
         );
@@ -186,6 +219,26 @@ mod tests {
             assert_eq!(a1, a2, "{h}x{w}: winners");
             let bits = |y: &[f32]| y.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&y1), bits(&y2), "{h}x{w}: maxima");
+        }
+    }
+
+    /// Written into a buffer full of NaN (a recycled one holds anything), the 2x2 gradient
+    /// equals the scattered one added to zeros, on even and odd plane sizes.
+    #[test]
+    fn unpool_2x2_writes_every_input() {
+        for (h, w) in [(2, 2), (4, 6), (5, 7), (3, 2)] {
+            let x: Vec<f32> = (0..h * w).map(|i| ((i * 37) % 11) as f32).collect();
+            let (oh, ow) = (h / 2, w / 2);
+            let (mut y, mut arg) = (vec![0.0; oh * ow], vec![0u32; oh * ow]);
+            max_pool_2x2(&x, w, ow, &mut y, &mut arg);
+            let dy: Vec<f32> = (0..oh * ow).map(|i| i as f32 + 1.0).collect();
+            let mut want = vec![0.0f32; h * w];
+            for (&g, &i) in dy.iter().zip(&arg) {
+                want[i as usize] += g;
+            }
+            let mut got = vec![f32::NAN; h * w];
+            max_unpool_2x2(&dy, &arg, w, ow, &mut got);
+            assert_eq!(got, want, "{h}x{w}");
         }
     }
 }
