@@ -103,9 +103,10 @@ fn max_pool_plane(x: &[f32], g: &Window, y: &mut [f32], argmax: &mut [u32]) {
 fn max_pool_2x2(x: &[f32], width: usize, ow: usize, y: &mut [f32], argmax: &mut [u32]) {
     for (oy, (y_row, a_row)) in y.chunks_exact_mut(ow).zip(argmax.chunks_exact_mut(ow)).enumerate() {
         let top = 2 * oy * width;
-        let (r0, r1) = (&x[top..top + 2 * ow], &x[top + width..top + width + 2 * ow]);
-        for ox in 0..ow {
-            let (a, b, c, d) = (r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]);
+        // Pairs of columns as fixed-size chunks, so that no index needs a bounds check.
+        let (r0, r1) =
+            (x[top..top + 2 * ow].as_chunks::<2>().0, x[top + width..top + width + 2 * ow].as_chunks::<2>().0);
+        for (ox, (((yv, av), &[a, b]), &[c, d])) in y_row.iter_mut().zip(a_row.iter_mut()).zip(r0).zip(r1).enumerate() {
             let (mut best, mut at) = (a, 0);
             if b > best || b.is_nan() {
                 (best, at) = (b, 1);
@@ -116,8 +117,8 @@ fn max_pool_2x2(x: &[f32], width: usize, ow: usize, y: &mut [f32], argmax: &mut 
             if d > best || d.is_nan() {
                 (best, at) = (d, width + 1);
             }
-            y_row[ox] = best;
-            a_row[ox] = (top + 2 * ox + at) as u32;
+            *yv = best;
+            *av = (top + 2 * ox + at) as u32;
         }
     }
 }
