@@ -67,8 +67,10 @@ impl LinearSaved {
         let LinearSaved { x, w, b } = *self;
         let (xv, wv) = (values.get(x), values.get(w));
         let (batch, fan_in, fan_out) = (xv.shape()[0], xv.shape()[1], wv.shape()[0]);
-        if let Some(dx) = grads.slot(x) {
-            sgemm(Trans::N, Trans::N, batch, fan_in, fan_out, 1.0, dy, wv.data(), 1.0, dx);
+        // A new dx buffer is written by the product (beta 0) rather than zeroed and added to.
+        if let Some((dx, fresh)) = grads.slot_fresh(x) {
+            let beta = if fresh { 0.0 } else { 1.0 };
+            sgemm(Trans::N, Trans::N, batch, fan_in, fan_out, 1.0, dy, wv.data(), beta, dx);
         }
         if let Some(dw) = grads.slot(w) {
             sgemm(Trans::T, Trans::N, fan_out, fan_in, batch, 1.0, dy, xv.data(), 1.0, dw);
