@@ -86,17 +86,28 @@ impl Graph<'_> {
             let (gv, bv) = (p.value(ids.gamma).data(), p.value(ids.beta).data());
             let xv = self.value(x).data();
             let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
-            y.data_mut().par_chunks_mut(hw).zip(xv.par_chunks(hw)).enumerate().for_each(|(plane, (y_p, x_p))| {
-                let ch = plane % c;
-                let scale = gv[ch] * inv_std[ch];
-                let shift = bv[ch] - mean[ch] * scale;
-                for (o, &v) in y_p.iter_mut().zip(x_p) {
-                    *o = (v * scale + shift).max(floor);
-                }
-            });
+            let per = planes_per_task(hw);
+            y.data_mut().par_chunks_mut(per * hw).zip(xv.par_chunks(per * hw)).enumerate().for_each(
+                |(task, (y_t, x_t))| {
+                    for (j, (y_p, x_p)) in y_t.chunks_mut(hw).zip(x_t.chunks(hw)).enumerate() {
+                        let ch = (task * per + j) % c;
+                        let scale = gv[ch] * inv_std[ch];
+                        let shift = bv[ch] - mean[ch] * scale;
+                        for (o, &v) in y_p.iter_mut().zip(x_p) {
+                            *o = (v * scale + shift).max(floor);
+                        }
+                    }
+                },
+            );
         }
         Ok(self.record(Op::BatchNorm(BatchNormSaved { x, gamma, beta, mean, inv_std, relu }), y, &[x, gamma, beta]))
     }
+}
+
+/// Planes of `hw` values per parallel task of the elementwise passes: whole planes, at least
+/// 4K values, so that the 2x2 and 4x4 maps of late VGG layers are not one task per 4 values.
+fn planes_per_task(hw: usize) -> usize {
+    (1usize << 12).div_ceil(hw.max(1))
 }
 
 /// With xhat = (x - mean) inv_std, per channel over the M = N*H*W values:
@@ -155,18 +166,25 @@ impl BatchNormSaved {
         let (dbeta, dgamma): (Vec<f64>, Vec<f64>) = sums.into_iter().map(|[b, g]| (b, g)).unzip();
         // Usually x's gradient is new here (x feeds only this op): stored, not added to zeros.
         if let Some((dx, fresh)) = grads.slot_fresh(x) {
-            dx.par_chunks_mut(hw).zip(dy.par_chunks(hw).zip(xd.par_chunks(hw))).enumerate().for_each(
-                |(plane, (dx_p, (dy_p, x_p)))| {
-                    let ch = plane % c;
-                    let (m, s, sc, sh) = (mean[ch], inv_std[ch], scale[ch], shift[ch]);
-                    let k = gamma_v[ch] * s;
-                    let (mb, mg) = ((dbeta[ch] / count) as f32, (dgamma[ch] / count) as f32);
-                    let value = |d: f32, v: f32| k * (gated(d, v, sc, sh) - mb - (v - m) * s * mg);
-                    let pairs = dx_p.iter_mut().zip(dy_p.iter().zip(x_p));
-                    if fresh {
-                        pairs.for_each(|(o, (&d, &v))| *o = value(d, v));
-                    } else {
-                        pairs.for_each(|(o, (&d, &v))| *o += value(d, v));
+            let mean_dbeta: Vec<f32> = dbeta.iter().map(|&b| (b / count) as f32).collect();
+            let mean_dgamma: Vec<f32> = dgamma.iter().map(|&g| (g / count) as f32).collect();
+            let per = planes_per_task(hw);
+            dx.par_chunks_mut(per * hw).zip(dy.par_chunks(per * hw).zip(xd.par_chunks(per * hw))).enumerate().for_each(
+                |(task, (dx_t, (dy_t, x_t)))| {
+                    for (j, (dx_p, (dy_p, x_p))) in
+                        dx_t.chunks_mut(hw).zip(dy_t.chunks(hw).zip(x_t.chunks(hw))).enumerate()
+                    {
+                        let ch = (task * per + j) % c;
+                        let (m, s, sc, sh) = (mean[ch], inv_std[ch], scale[ch], shift[ch]);
+                        let k = gamma_v[ch] * s;
+                        let (mb, mg) = (mean_dbeta[ch], mean_dgamma[ch]);
+                        let value = |d: f32, v: f32| k * (gated(d, v, sc, sh) - mb - (v - m) * s * mg);
+                        let pairs = dx_p.iter_mut().zip(dy_p.iter().zip(x_p));
+                        if fresh {
+                            pairs.for_each(|(o, (&d, &v))| *o = value(d, v));
+                        } else {
+                            pairs.for_each(|(o, (&d, &v))| *o += value(d, v));
+                        }
                     }
                 },
             );
