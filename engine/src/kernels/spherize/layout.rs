@@ -96,41 +96,38 @@ pub(super) fn transpose_blocks(
     width: usize,
     op: impl Fn(&mut f32, f32) + Copy,
 ) {
+    let region = Region { src_stride, dst_stride, height, width };
     #[cfg(target_arch = "x86_64")]
     if height >= 16 && width >= 16 && std::arch::is_x86_feature_detected!("avx512f") {
         let (h16, w16) = (height - height % 16, width - width % 16);
         // SAFETY: AVX-512F was detected just above.
-        unsafe { transpose16_blocks(src, src_stride, dst, dst_stride, h16, w16, op) };
+        unsafe { transpose16_blocks(src, dst, Region { height: h16, width: w16, ..region }, op) };
         // The strips the 16 x 16 blocks left: the last columns of their rows, then the last rows.
         if width > w16 {
-            transpose8_blocks(&src[w16..], src_stride, &mut dst[w16 * dst_stride..], dst_stride, h16, width - w16, op);
+            let strip = Region { height: h16, width: width - w16, ..region };
+            transpose8_blocks(&src[w16..], &mut dst[w16 * dst_stride..], strip, op);
         }
         if height > h16 {
-            transpose8_blocks(
-                &src[h16 * src_stride..],
-                src_stride,
-                &mut dst[h16..],
-                dst_stride,
-                height - h16,
-                width,
-                op,
-            );
+            let strip = Region { height: height - h16, ..region };
+            transpose8_blocks(&src[h16 * src_stride..], &mut dst[h16..], strip, op);
         }
         return;
     }
-    transpose8_blocks(src, src_stride, dst, dst_stride, height, width, op);
+    transpose8_blocks(src, dst, region, op);
 }
 
-/// [`transpose_blocks`] by 8 x 8 blocks where possible (the ragged edges element by element).
-fn transpose8_blocks(
-    src: &[f32],
+/// The strides and size of a transpose (see [`transpose_blocks`]).
+#[derive(Clone, Copy)]
+struct Region {
     src_stride: usize,
-    dst: &mut [f32],
     dst_stride: usize,
     height: usize,
     width: usize,
-    op: impl Fn(&mut f32, f32) + Copy,
-) {
+}
+
+/// [`transpose_blocks`] by 8 x 8 blocks where possible (the ragged edges element by element).
+fn transpose8_blocks(src: &[f32], dst: &mut [f32], region: Region, op: impl Fn(&mut f32, f32) + Copy) {
+    let Region { src_stride, dst_stride, height, width } = region;
     let (h8, w8) = (height - height % 8, width - width % 8);
     // Column blocks outer: the tile side (stride LANES) is then written or read whole lines
     // at a time.
@@ -156,15 +153,8 @@ fn transpose8_blocks(
 /// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn transpose16_blocks(
-    src: &[f32],
-    src_stride: usize,
-    dst: &mut [f32],
-    dst_stride: usize,
-    height: usize,
-    width: usize,
-    op: impl Fn(&mut f32, f32) + Copy,
-) {
+unsafe fn transpose16_blocks(src: &[f32], dst: &mut [f32], region: Region, op: impl Fn(&mut f32, f32) + Copy) {
+    let Region { src_stride, dst_stride, height, width } = region;
     use crate::kernels::gemm::avx512::transpose_16x16;
     use std::arch::x86_64::*;
     debug_assert!(height.is_multiple_of(16) && width.is_multiple_of(16));
