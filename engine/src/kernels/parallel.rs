@@ -93,7 +93,8 @@ pub fn sum(x: &[f32]) -> f64 {
 #[inline(always)]
 pub(crate) fn sum_f64(values: &[f32], f: impl Fn(f32) -> f64) -> f64 {
     let mut lanes = [0.0f64; 8];
-    // Fixed-size chunks: with slices of unknown length the lane loop stayed scalar.
+    // Fixed-size chunks, always inlined: the same build with `chunks_exact` measured CNN-9's
+    // batch-norm backward at 29-30 ms instead of 24 (code generation, the sums are the same).
     let (chunks, tail) = values.as_chunks::<8>();
     for chunk in chunks {
         for (acc, &v) in lanes.iter_mut().zip(chunk) {
