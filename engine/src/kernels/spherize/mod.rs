@@ -373,7 +373,7 @@ fn map_groups<T: Send, R: Send>(groups: Vec<T>, parallel: bool, job: impl Fn(T) 
     // hand each thread its group's slices and to collect the results in group order.
     let inputs: Vec<Mutex<Option<T>>> = groups.into_iter().map(|g| Mutex::new(Some(g))).collect();
     let outputs: Vec<Mutex<Option<R>>> = (0..count).map(|_| Mutex::new(None)).collect();
-    // The groups not yet taken, `left..right`: the caller takes from the front, the helpers
+    // The range of groups not yet taken: the caller takes from its front, the helpers
     // from the back, so that on two threads each keeps the same half of the batch from the
     // forward to the backward pass, and finds that half's data still in its own cache.
     let remaining = Mutex::new(0..count);
