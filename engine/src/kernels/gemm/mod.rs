@@ -350,13 +350,21 @@ mod tests {
     }
 
     /// Our AVX-512 kernel against `matrixmultiply` (the portable path it replaces), over shapes
-    /// that hit every edge: partial MR/NR tiles, several KC/MC/NC blocks, k = 1, all transposes,
+    /// that hit every edge: partial MR/NR tiles, several KC/MC/NC blocks (of both NC sizes), k = 1, all transposes,
     /// alpha and beta. Skipped (with a line saying so) on CPUs without AVX-512.
     #[test]
     fn avx512_matches_matrixmultiply() {
         if sgemm_backend() == "avx512" {
-            let shapes =
-                [(1, 1, 1), (12, 32, 1), (13, 33, 7), (5, 70, 300), (150, 31, 257), (290, 2100, 40), (37, 4, 520)];
+            let shapes = [
+                (1, 1, 1),
+                (12, 32, 1),
+                (13, 33, 7),
+                (5, 70, 300),
+                (150, 31, 257),
+                (290, 2100, 40),
+                (37, 4, 520),
+                (100, 1100, 30),
+            ];
             for &(m, n, k) in &shapes {
                 let (a, b, c0) = (filled(m * k, 1), filled(k * n, 2), filled(m * n, 3));
                 for ta in [Trans::N, Trans::T] {
