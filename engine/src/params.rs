@@ -130,10 +130,10 @@ impl ParamStore {
 
     /// Sets every gradient to zero, keeping the buffers.
     pub fn zero_grads(&mut self) {
-        use rayon::prelude::*;
-        // In parallel chunks, like the optimizers' updates: a memory-bound pass over every gradient.
+        // In parallel chunks for large gradients, like the optimizers' updates: a memory-bound
+        // pass over every gradient.
         for g in &mut self.grads {
-            g.data_mut().par_chunks_mut(crate::kernels::parallel::CHUNK).for_each(|c| c.fill(0.0));
+            crate::kernels::parallel::update(g.data_mut(), |v| *v = 0.0);
         }
     }
 

@@ -145,7 +145,7 @@ fn transpose8_blocks(src: &[f32], dst: &mut [f32], region: Region, op: impl Fn(&
     }
 }
 
-/// The 16 x 16 blocks of a `height` x `width` region (both multiples of 16), in registers
+/// The 16 x 16 blocks of a `height` x `width` region (both positive multiples of 16), in registers
 /// (the GEMM's packing transpose): 16 loads, 64 shuffles and 16 stores of whole 64-byte rows
 /// per block, where 8 x 8 blocks need twice the instructions and two half stores per tile line.
 ///
@@ -157,10 +157,8 @@ unsafe fn transpose16_blocks(src: &[f32], dst: &mut [f32], region: Region, op: i
     let Region { src_stride, dst_stride, height, width } = region;
     use crate::kernels::gemm::avx512::transpose_16x16;
     use std::arch::x86_64::*;
-    debug_assert!(height.is_multiple_of(16) && width.is_multiple_of(16));
-    if height == 0 || width == 0 {
-        return;
-    }
+    // The caller passes whole blocks, at least one each way.
+    debug_assert!(height >= 16 && width >= 16 && height.is_multiple_of(16) && width.is_multiple_of(16));
     // Every load reads src[r * src_stride + c .. + 16] with r < height, c + 16 <= width, and
     // every store writes dst[c * dst_stride + r .. + 16] likewise: both within these bounds.
     assert!(src.len() >= (height - 1) * src_stride + width && dst.len() >= (width - 1) * dst_stride + height);
