@@ -2,6 +2,7 @@
 //! Nothing in here knows about autograd.
 
 mod awake;
+pub(crate) mod batchnorm;
 pub(crate) mod direct;
 mod gemm;
 pub(crate) mod im2col;

@@ -4,6 +4,7 @@ use rayon::prelude::*;
 
 use crate::autograd::{Grads, Graph, Values, Var};
 use crate::error::{EngineError, Result};
+use crate::kernels::batchnorm::{gated_sums, ChannelMap};
 use crate::kernels::parallel::{channel_sums, plane_sums};
 use crate::op::{BatchNormSaved, Op};
 use crate::ops::channel_layout;
@@ -135,33 +136,18 @@ impl BatchNormSaved {
         let count = (n * hw) as f64;
         let xd = xv.data();
         let (gamma_v, beta_v) = (values.get(gamma).data(), values.get(beta).data());
-        // The forward's affine map per channel, computed as it was, for the ReLU's mask.
-        let scale: Vec<f32> = (0..c).map(|ch| gamma_v[ch] * inv_std[ch]).collect();
-        let shift: Vec<f32> = (0..c).map(|ch| beta_v[ch] - mean[ch] * scale[ch]).collect();
-        // dy where the output was not clamped by the fused ReLU.
-        let gated = |d: f32, v: f32, sc: f32, sh: f32| if RELU && v * sc + sh <= 0.0 { 0.0 } else { d };
+        // The forward's statistics and affine map per channel, computed as it was, for the
+        // ReLU's mask.
+        let maps: Vec<ChannelMap> = (0..c)
+            .map(|ch| {
+                let scale = gamma_v[ch] * inv_std[ch];
+                ChannelMap { mean: mean[ch], inv_std: inv_std[ch], scale, shift: beta_v[ch] - mean[ch] * scale }
+            })
+            .collect();
         // Per channel, in one pass over dy and x: (sum dy, sum dy xhat), in eight f64 lanes each.
         let sums = plane_sums(n, c, hw, |i, ch| {
-            let (m, s, sc, sh) = (mean[ch], inv_std[ch], scale[ch], shift[ch]);
             let r = (i * c + ch) * hw..(i * c + ch + 1) * hw;
-            let (dy_p, x_p) = (&dy[r.clone()], &xd[r]);
-            let (mut sum_dy, mut sum_dy_xhat) = ([0.0f64; 8], [0.0f64; 8]);
-            let mut tail = (0.0f64, 0.0f64);
-            // sum dy (x - mean) inv_std, as (sum dy x - mean sum dy) inv_std would cancel.
-            let (dy_c, x_c) = (dy_p.chunks_exact(8), x_p.chunks_exact(8));
-            for (&d, &v) in dy_c.remainder().iter().zip(x_c.remainder()) {
-                let d = gated(d, v, sc, sh) as f64;
-                tail.0 += d;
-                tail.1 += d * ((v - m) * s) as f64;
-            }
-            for (d8, v8) in dy_c.zip(x_c) {
-                for l in 0..8 {
-                    let d = gated(d8[l], v8[l], sc, sh) as f64;
-                    sum_dy[l] += d;
-                    sum_dy_xhat[l] += d * ((v8[l] - m) * s) as f64;
-                }
-            }
-            [sum_dy.iter().sum::<f64>() + tail.0, sum_dy_xhat.iter().sum::<f64>() + tail.1]
+            gated_sums::<RELU>(&dy[r.clone()], &xd[r], maps[ch])
         });
         let (dbeta, dgamma): (Vec<f64>, Vec<f64>) = sums.into_iter().map(|[b, g]| (b, g)).unzip();
         // Usually x's gradient is new here (x feeds only this op): stored, not added to zeros.
@@ -175,10 +161,11 @@ impl BatchNormSaved {
                         dx_t.chunks_mut(hw).zip(dy_t.chunks(hw).zip(x_t.chunks(hw))).enumerate()
                     {
                         let ch = (task * per + j) % c;
-                        let (m, s, sc, sh) = (mean[ch], inv_std[ch], scale[ch], shift[ch]);
+                        let map = maps[ch];
+                        let (m, s) = (map.mean, map.inv_std);
                         let k = gamma_v[ch] * s;
                         let (mb, mg) = (mean_dbeta[ch], mean_dgamma[ch]);
-                        let value = |d: f32, v: f32| k * (gated(d, v, sc, sh) - mb - (v - m) * s * mg);
+                        let value = |d: f32, v: f32| k * (map.gate::<RELU>(d, v) - mb - (v - m) * s * mg);
                         let pairs = dx_p.iter_mut().zip(dy_p.iter().zip(x_p));
                         if fresh {
                             pairs.for_each(|(o, (&d, &v))| *o = value(d, v));
