@@ -1,7 +1,7 @@
-//! Direct convolution for stride-1 layers with few input rows (`C * k * k <= 300`: LeNet's
-//! 5x5 layers, the 3-channel first layers of VGG and CNN-9, CNN-9's 32-channel layers), where
-//! im2col + GEMM moves more memory than it computes, a GEMM tile of 12 output channels is half
-//! empty, and Winograd's transforms cost more than they save.
+//! Direct convolution for stride-1 layers with few input channels (LeNet's 5x5 layers, the
+//! 3-channel first layers, CNN-9 at width x0.25, VGG-16's 64-channel layers; see
+//! [`applies`]), where im2col + GEMM moves more memory than it computes, a GEMM tile of 12
+//! output channels is half empty, and Winograd's transforms cost more than they save.
 //!
 //! Each image's input is copied into a zero-padded plane per channel, `wp = W + 2p` wide. In
 //! that layout an output pixel (oy, ox) and its kernel offset (ky, kx) read input element
@@ -43,14 +43,19 @@ const BLOCK: usize = 8;
 const IMAGES_PER_TASK: usize = 8;
 
 /// Whether a convolution of this shape runs here: on a CPU with AVX-512 (where our own GEMM
-/// runs), stride 1, a square kernel wider than the padding, and at most 300 rows of im2col
-/// (at 32 channels on 32x32 maps this beats Winograd; from 48 channels Winograd wins).
-pub(crate) fn applies(window: &Window) -> bool {
+/// runs), stride 1, a square kernel wider than the padding, and either at most 300 rows of
+/// im2col (LeNet, first layers) or at most 64 channels in and out on maps of 8x8 and more.
+/// Measured forward + backward against Winograd at batch 128 (ms): 48->48 on 16x16 16 vs 28,
+/// 64->64 on 32x32 106 vs 156, 64->64 on 8x8 8.5 vs 10.1, 32->64 on 8x8 4.6 vs 6.7; from 64->128
+/// on 16x16 (54 vs 57 here, 15% slower in `sph bench --kernels`) and 96->96 (65 vs 61) they are
+/// even or Winograd wins, and on 4x4 maps the weight gradient here has too few positions.
+pub(crate) fn applies(window: &Window, c_out: usize) -> bool {
     super::gemm::sgemm_backend() == "avx512"
         && window.stride == 1
         && window.kernel_h == window.kernel_w
         && window.padding < window.kernel_h
-        && window.col_rows() <= 300
+        && (window.col_rows() <= 300
+            || (window.channels <= 64 && c_out <= 64 && window.out_h() * window.out_w() >= 8 * 8))
 }
 
 /// The padded-plane geometry of one layer.
@@ -129,8 +134,9 @@ fn blocked_weights(w: &[f32], taps: usize, c_out: usize) -> Vec<f32> {
     wb
 }
 
-/// `out[co][q] = bias[co] + sum_{c, ky, kx} w[co][c][ky][kx] * xpad[c][q + ky * wp + kx]` for
-/// every position q of `out` [Co][positions]; `wb` is `w` [Co, C, k, k] as [`blocked_weights`].
+/// `out[co][oy][ox] = bias[co] + sum_{c, ky, kx} w[co][c][ky][kx] * xpad[c][q + ky * wp + kx]`
+/// with `q = oy * wp + ox`, for `out` [Co][Ho * Wo]; `wb` is `w` [Co, C, k, k] as
+/// [`blocked_weights`].
 fn correlate(xpad: &[f32], g: &Plane, wb: &[f32], bias: Option<&[f32]>, c_out: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `applies` admits this module's layers only where AVX-512F runs.
@@ -141,6 +147,21 @@ fn correlate(xpad: &[f32], g: &Plane, wb: &[f32], bias: Option<&[f32]>, c_out: u
     unreachable!("direct convolution needs AVX-512 (see `applies`)")
 }
 
+/// Where each strip of 16 positions on the padded width goes in a dense output plane: the
+/// lanes it keeps (`ox < wo`) and how many positions before it were kept. The kept lanes of a
+/// strip land side by side in the plane, since it is the padded positions without the others.
+fn strip_destinations(g: &Plane) -> Vec<(u16, usize)> {
+    let kept = |q: usize| q < g.out_h * g.wp && q % g.wp < g.out_w;
+    (0..g.positions() / LANES)
+        .map(|s| {
+            let q0 = s * LANES;
+            let mask = (0..LANES).filter(|&l| kept(q0 + l)).fold(0u16, |m, l| m | 1 << l);
+            let before = (q0 / g.wp) * g.out_w + (q0 % g.wp).min(g.out_w);
+            (mask, before)
+        })
+        .collect()
+}
+
 /// [`correlate`] with 16-lane registers.
 ///
 /// # Safety
@@ -148,34 +169,37 @@ fn correlate(xpad: &[f32], g: &Plane, wb: &[f32], bias: Option<&[f32]>, c_out: u
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn correlate_avx512(xpad: &[f32], g: &Plane, wb: &[f32], bias: Option<&[f32]>, c_out: usize, out: &mut [f32]) {
-    let (positions, taps) = (g.positions(), g.channels * g.k * g.k);
+    let (plane, taps) = (g.out_h * g.out_w, g.channels * g.k * g.k);
     let offsets = g.tap_offsets();
-    assert!(xpad.len() >= g.channels * g.padded_len() && out.len() >= c_out * positions);
+    let destinations = strip_destinations(g);
+    assert!(xpad.len() >= g.channels * g.padded_len() && out.len() >= c_out * plane);
     for co0 in (0..c_out).step_by(BLOCK) {
         let block = BLOCK.min(c_out - co0);
         let wb = &wb[co0 * taps..(co0 + BLOCK) * taps];
         let start: [f32; BLOCK] =
             std::array::from_fn(|j| bias.map_or(0.0, |b| if j < block { b[co0 + j] } else { 0.0 }));
-        let strips = positions / LANES;
-        let dst = out[co0 * positions..].as_mut_ptr();
+        let strips = destinations.len();
+        let dst = out[co0 * plane..].as_mut_ptr();
         for s0 in (0..strips).step_by(3) {
             // Three strips at a time (24 accumulators), fewer at the end.
-            let q0 = s0 * LANES;
+            let d = &destinations[s0..];
             match strips - s0 {
-                1 => correlate_strips::<1>(xpad, &offsets, wb, &start, q0, dst, positions, block),
-                2 => correlate_strips::<2>(xpad, &offsets, wb, &start, q0, dst, positions, block),
-                _ => correlate_strips::<3>(xpad, &offsets, wb, &start, q0, dst, positions, block),
+                1 => correlate_strips::<1>(xpad, &offsets, wb, &start, s0 * LANES, d, dst, plane, block),
+                2 => correlate_strips::<2>(xpad, &offsets, wb, &start, s0 * LANES, d, dst, plane, block),
+                _ => correlate_strips::<3>(xpad, &offsets, wb, &start, s0 * LANES, d, dst, plane, block),
             }
         }
     }
 }
 
 /// `S` strips of 16 positions from `q0` for one block of output channels: per tap, S loads of
-/// inputs and 8 broadcasts of weights feed 8 S multiply-adds.
+/// inputs and 8 broadcasts of weights feed 8 S multiply-adds. Each strip's kept lanes are
+/// packed together and stored where [`strip_destinations`] says (no pass over a wide buffer).
 ///
 /// # Safety
-/// AVX-512F; `xpad` holds every plane the offsets reach plus `q0 + S * LANES` more floats, and
-/// `out` the `block` rows of `positions` floats (checked by the caller).
+/// AVX-512F; `xpad` holds every plane the offsets reach plus `q0 + S * LANES` more floats,
+/// `destinations` has `S` entries, and `out` the `block` planes of `plane` floats (checked by
+/// the caller).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
@@ -185,8 +209,9 @@ unsafe fn correlate_strips<const S: usize>(
     wb: &[f32],
     start: &[f32; BLOCK],
     q0: usize,
+    destinations: &[(u16, usize)],
     out: *mut f32,
-    positions: usize,
+    plane: usize,
     block: usize,
 ) {
     let mut acc: [[__m512; S]; BLOCK] = std::array::from_fn(|j| [_mm512_set1_ps(start[j]); S]);
@@ -200,9 +225,13 @@ unsafe fn correlate_strips<const S: usize>(
             }
         }
     }
-    for (j, a) in acc.iter().enumerate().take(block) {
-        for (s, &v) in a.iter().enumerate() {
-            _mm512_storeu_ps(out.add(j * positions + q0 + s * LANES), v);
+    for (s, &(mask, before)) in destinations[..S].iter().enumerate() {
+        // The lanes stored: as many as the strip keeps, from its first destination on
+        // (masked-off lanes are not touched, past the plane's end included).
+        let stored = ((1u32 << mask.count_ones()) - 1) as u16;
+        for (j, a) in acc.iter().enumerate().take(block) {
+            let packed = _mm512_maskz_compress_ps(mask, a[s]);
+            _mm512_mask_storeu_ps(out.add(j * plane + before), stored, packed);
         }
     }
 }
@@ -213,24 +242,13 @@ pub(crate) fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, window: &
     let g = Plane::new(window);
     let (in_size, out_plane) = (g.channels * g.height * g.width, g.out_h * g.out_w);
     let wb = blocked_weights(w, g.channels * g.k * g.k, c_out);
-    let (xpad_len, out_len) = (g.channels * g.padded_len(), c_out * g.positions());
+    let xpad_len = g.channels * g.padded_len();
     y.par_chunks_mut(c_out * out_plane).enumerate().for_each(|(n, y_n)| {
-        with_thread_buffer(&SCRATCH, xpad_len + out_len, |buf| {
-            let (xpad, out) = buf.split_at_mut(xpad_len);
+        with_thread_buffer(&SCRATCH, xpad_len, |xpad| {
             g.pad(&x[n * in_size..(n + 1) * in_size], xpad);
-            correlate(xpad, &g, &wb, bias, c_out, out);
-            keep_valid(out, &g, y_n);
+            correlate(xpad, &g, &wb, bias, c_out, y_n);
         })
     });
-}
-
-/// Copies the valid columns (ox < Wo) of outputs on the padded width into NCHW planes.
-fn keep_valid(out: &[f32], g: &Plane, y: &mut [f32]) {
-    for (src, dst) in out.chunks_exact(g.positions()).zip(y.chunks_exact_mut(g.out_h * g.out_w)) {
-        for (oy, row) in dst.chunks_exact_mut(g.out_w).enumerate() {
-            row.copy_from_slice(&src[oy * g.wp..oy * g.wp + g.out_w]);
-        }
-    }
 }
 
 /// The gradients of [`conv_forward`] (but the bias's): `dx += d/dx` (or `dx = d/dx` with
@@ -272,22 +290,24 @@ pub(crate) fn conv_backward(
         }
     }
     let wt = blocked_weights(&wt, c_out * kk, g.channels);
-    let zeros = vec![0.0f32; g.positions()];
     let want_dw = dw.is_some();
-    // Scratch of one task: every image's padded input and dy on the padded width (so that the
-    // weight gradient sums a whole task before reducing its lanes), one image's padded dy and dx.
+    // Scratch of one task: every image's padded input and packed dy (so that the weight
+    // gradient sums a whole task before reducing its lanes), one image's padded dy and dx.
+    // Each a whole number of cache lines, so that the packed dy starts on one: its loads
+    // split none (with a misaligned start the weight gradient ran 20% slower).
     let lens = [
         IMAGES_PER_TASK * g.channels * g.padded_len(),
-        IMAGES_PER_TASK * c_out * g.positions(),
+        IMAGES_PER_TASK * c_out.next_multiple_of(BLOCK) * g.positions(),
         c_out * back.padded_len(),
-        g.channels * back.positions(),
-    ];
+        if store_dx { 0 } else { in_size },
+    ]
+    .map(|len| len.next_multiple_of(LANES));
     let work = |(task, dx_task): (usize, Option<&mut [f32]>)| -> Vec<f32> {
         let mut dw_part = vec![0.0f32; if want_dw { c_out * taps } else { 0 }];
         with_thread_buffer(&SCRATCH, lens.iter().sum(), |buf| {
             let (xpad, rest) = buf.split_at_mut(lens[0]);
-            let (dy_wide, rest) = rest.split_at_mut(lens[1]);
-            let (dypad, dx_wide) = rest.split_at_mut(lens[2]);
+            let (dy_packed, rest) = rest.split_at_mut(lens[1]);
+            let (dypad, dx_image) = rest.split_at_mut(lens[2]);
             let first = task * IMAGES_PER_TASK;
             let images = IMAGES_PER_TASK.min(batch - first);
             let dy_task = &dy[first * c_out * out_plane..(first + images) * c_out * out_plane];
@@ -298,30 +318,17 @@ pub(crate) fn conv_backward(
                 {
                     g.pad(x_n, xpad_n);
                 }
-                // dy on the padded width, zero in the columns the forward pass dropped.
-                dy_wide.fill(0.0);
-                for (src, dst) in dy_task.chunks_exact(out_plane).zip(dy_wide.chunks_exact_mut(g.positions())) {
-                    for (oy, row) in src.chunks_exact(g.out_w).enumerate() {
-                        dst[oy * g.wp..oy * g.wp + g.out_w].copy_from_slice(row);
-                    }
-                }
-                weight_gradient(xpad, dy_wide, &g, c_out, images, &zeros, &mut dw_part);
+                pack_dy(dy_task, &g, c_out, dy_packed);
+                weight_gradient(xpad, dy_packed, &g, c_out, images, &mut dw_part);
             }
             if let Some(dx) = dx_task {
                 for (dy_n, dx_n) in dy_task.chunks_exact(c_out * out_plane).zip(dx.chunks_exact_mut(in_size)) {
                     back.pad(dy_n, dypad);
-                    correlate(dypad, &back, &wt, None, g.channels, dx_wide);
-                    for (src, dst) in
-                        dx_wide.chunks_exact(back.positions()).zip(dx_n.chunks_exact_mut(g.height * g.width))
-                    {
-                        for (iy, row) in dst.chunks_exact_mut(g.width).enumerate() {
-                            let src = &src[iy * back.wp..iy * back.wp + g.width];
-                            if store_dx {
-                                row.copy_from_slice(src);
-                            } else {
-                                row.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
-                            }
-                        }
+                    if store_dx {
+                        correlate(dypad, &back, &wt, None, g.channels, dx_n);
+                    } else {
+                        correlate(dypad, &back, &wt, None, g.channels, dx_image);
+                        dx_n.iter_mut().zip(&*dx_image).for_each(|(d, &s)| *d += s);
                     }
                 }
             }
@@ -342,15 +349,37 @@ pub(crate) fn conv_backward(
     }
 }
 
+/// dy of some images [image][Co][Ho*Wo] as [image][Co / BLOCK][strip][BLOCK][LANES] on the
+/// padded width, zero where ox >= wo and past the last channel: one strip of a block's rows
+/// is 512 contiguous bytes, which the weight gradient reads through one pointer.
+fn pack_dy(dy: &[f32], g: &Plane, c_out: usize, packed: &mut [f32]) {
+    let (out_plane, strips, blocks) = (g.out_h * g.out_w, g.positions() / LANES, c_out.div_ceil(BLOCK));
+    let packed = &mut packed[..dy.len() / (c_out * out_plane) * blocks * BLOCK * g.positions()];
+    packed.fill(0.0);
+    for (plane_index, plane) in dy.chunks_exact(out_plane).enumerate() {
+        let (n, co) = (plane_index / c_out, plane_index % c_out);
+        let base = (n * blocks + co / BLOCK) * strips * BLOCK * LANES + co % BLOCK * LANES;
+        for (oy, row) in plane.chunks_exact(g.out_w).enumerate() {
+            // The row's positions oy * wp .. + wo, in pieces that end at strip boundaries.
+            let (mut q, mut rest) = (oy * g.wp, row);
+            while !rest.is_empty() {
+                let take = (LANES - q % LANES).min(rest.len());
+                let at = base + q / LANES * BLOCK * LANES + q % LANES;
+                packed[at..at + take].copy_from_slice(&rest[..take]);
+                (q, rest) = (q + take, &rest[take..]);
+            }
+        }
+    }
+}
+
 /// `dw[co][c][ky][kx] += sum_q dy[co][q] * xpad[c][q + ky * wp + kx]` over the positions of
-/// `images` images, `xpad` [image][C][padded_len] and `dy` [image][Co][positions] on the padded
-/// width (zero where ox >= wo). Lanes of 16 positions accumulate per (co, tap) over all the
-/// images and are summed once at the end.
-fn weight_gradient(xpad: &[f32], dy: &[f32], g: &Plane, c_out: usize, images: usize, zeros: &[f32], dw: &mut [f32]) {
+/// `images` images, `xpad` [image][C][padded_len] and `dy` as [`pack_dy`] made it. Lanes of
+/// 16 positions accumulate per (co, tap) over all the images and are summed once at the end.
+fn weight_gradient(xpad: &[f32], dy: &[f32], g: &Plane, c_out: usize, images: usize, dw: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `applies` admits this module's layers only where AVX-512F runs.
     unsafe {
-        weight_gradient_avx512(xpad, dy, g, c_out, images, zeros, dw)
+        weight_gradient_avx512(xpad, dy, g, c_out, images, dw)
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("direct convolution needs AVX-512 (see `applies`)")
@@ -358,88 +387,117 @@ fn weight_gradient(xpad: &[f32], dy: &[f32], g: &Plane, c_out: usize, images: us
 
 /// [`weight_gradient`] with 16-lane registers.
 ///
+/// Per block of output channels, the positions of the task's images go in blocks of about
+/// [`GRADIENT_STRIPS`] strips (part of an image, or several small ones), every tap over one
+/// block before the next: the block's 8 rows of dy (up to 16 KB) stay in L1 while the inputs
+/// stream by, where a tap walking every position of every image read dy from L2 once per 3
+/// taps. The lanes of each (tap, row) live in memory between blocks and add in the same order.
+///
 /// # Safety
 /// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn weight_gradient_avx512(
-    xpad: &[f32],
-    dy: &[f32],
-    g: &Plane,
-    c_out: usize,
-    images: usize,
-    zeros: &[f32],
-    dw: &mut [f32],
-) {
+unsafe fn weight_gradient_avx512(xpad: &[f32], dy: &[f32], g: &Plane, c_out: usize, images: usize, dw: &mut [f32]) {
     let (positions, len) = (g.positions(), g.padded_len());
     let taps = g.channels * g.k * g.k;
     let offsets = g.tap_offsets();
     let image_len = g.channels * len;
-    assert!(zeros.len() >= positions && dy.len() >= images * c_out * positions && xpad.len() >= images * image_len);
+    let co_blocks = c_out.div_ceil(BLOCK);
+    assert!(dy.len() >= images * co_blocks * BLOCK * positions && xpad.len() >= images * image_len);
+    let strips = positions / LANES;
+    let per_part = strips.div_ceil(strips.div_ceil(GRADIENT_STRIPS));
+    // Every image's strips in parts of at most `per_part`, then consecutive parts gathered
+    // into blocks of at most GRADIENT_STRIPS strips (at least one part each).
+    let parts: Vec<(usize, std::ops::Range<usize>)> = (0..images)
+        .flat_map(|n| (0..strips).step_by(per_part).map(move |s0| (n, s0 * LANES..(s0 + per_part).min(strips) * LANES)))
+        .collect();
+    let mut blocks: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut block_strips = 0;
+    for (i, (_, q)) in parts.iter().enumerate() {
+        let part_strips = q.len() / LANES;
+        match blocks.last_mut() {
+            Some(b) if block_strips + part_strips <= GRADIENT_STRIPS => {
+                b.end = i + 1;
+                block_strips += part_strips;
+            }
+            _ => {
+                blocks.push(i..i + 1);
+                block_strips = part_strips;
+            }
+        }
+    }
+    // Lanes of every (tap, row): [tap][row].
+    let mut lanes = vec![[_mm512_setzero_ps(); BLOCK]; taps];
     for co0 in (0..c_out).step_by(BLOCK) {
         let block = BLOCK.min(c_out - co0);
-        // Always BLOCK rows per image (zeros past the last channel), so that the inner loop has
-        // a fixed trip count; every row holds `positions` floats, read in strips of LANES.
-        let rows: Vec<[*const f32; BLOCK]> = (0..images)
-            .map(|n| {
-                std::array::from_fn(|j| {
-                    if j < block {
-                        dy[(n * c_out + co0 + j) * positions..][..positions].as_ptr()
-                    } else {
-                        zeros.as_ptr()
-                    }
-                })
+        lanes.fill([_mm512_setzero_ps(); BLOCK]);
+        // Per part: the image's input, its packed dy from the part's first strip, its positions.
+        let segments: Vec<Segment> = parts
+            .iter()
+            .map(|(n, q)| Segment {
+                x: xpad[n * image_len..].as_ptr(),
+                dy: dy[((n * co_blocks + co0 / BLOCK) * strips + q.start / LANES) * BLOCK * LANES..].as_ptr(),
+                q: q.clone(),
             })
             .collect();
-        for t0 in (0..taps).step_by(3) {
-            // Three taps at a time (24 accumulators), fewer at the end.
-            let group = &offsets[t0..(t0 + 3).min(taps)];
-            let sums: Vec<[f32; BLOCK]> = match group.len() {
-                1 => gradient_taps::<1>(xpad, image_len, group, &rows, positions).to_vec(),
-                2 => gradient_taps::<2>(xpad, image_len, group, &rows, positions).to_vec(),
-                _ => gradient_taps::<3>(xpad, image_len, group, &rows, positions).to_vec(),
-            };
-            for (t, sums) in sums.iter().enumerate() {
-                for (j, &v) in sums.iter().enumerate().take(block) {
-                    dw[(co0 + j) * taps + t0 + t] += v;
+        for b in &blocks {
+            let segments = &segments[b.clone()];
+            for (group, lanes) in offsets.chunks(3).zip(lanes.chunks_mut(3)) {
+                // Three taps at a time (24 accumulators), fewer at the end.
+                match group.len() {
+                    1 => gradient_taps::<1>(segments, group, lanes),
+                    2 => gradient_taps::<2>(segments, group, lanes),
+                    _ => gradient_taps::<3>(segments, group, lanes),
                 }
+            }
+        }
+        for (t, lanes) in lanes.iter().enumerate() {
+            for (j, &v) in lanes.iter().enumerate().take(block) {
+                dw[(co0 + j) * taps + t] += _mm512_reduce_add_ps(v);
             }
         }
     }
 }
 
-/// `sum_q dy[j][q] * xpad[off_t + q]` for `T` taps and the [`BLOCK`] rows of one block, over
-/// the positions of every image (`rows[n]` are image n's rows): per strip, T loads of inputs
-/// and 8 of dy feed 8 T multiply-adds. Returns [tap][row].
+/// Strips of positions per block of [`weight_gradient_avx512`] (8 rows x 512 floats = 16 KB).
+const GRADIENT_STRIPS: usize = 32;
+
+/// Some positions of one image in [`weight_gradient_avx512`]: its padded input, its packed dy
+/// for one block of output channels from the first of the positions, and the positions
+/// (whole strips).
+struct Segment {
+    x: *const f32,
+    dy: *const f32,
+    q: std::ops::Range<usize>,
+}
+
+/// `lanes[t][j] += dy[j][q] * x[off_t + q]`, lane by lane, for `T` taps and the [`BLOCK`]
+/// rows over the positions of some segments: per strip, T loads of inputs and 8 of dy feed
+/// 8 T multiply-adds.
 ///
 /// # Safety
-/// AVX-512F; every tap's offset plus `positions` lies within each image's `image_len` floats
-/// of `xpad`, and every row pointer holds `positions` floats (checked by the caller).
+/// AVX-512F; every tap's offset plus `q.end` lies within each segment's input, its dy holds
+/// `q.len() * BLOCK` floats, and `lanes` has `T` entries (checked by the caller).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn gradient_taps<const T: usize>(
-    xpad: &[f32],
-    image_len: usize,
-    offsets: &[usize],
-    rows: &[[*const f32; BLOCK]],
-    positions: usize,
-) -> [[f32; BLOCK]; T] {
-    let mut acc = [[_mm512_setzero_ps(); BLOCK]; T];
-    for (n, rows) in rows.iter().enumerate() {
-        let x = xpad.as_ptr().add(n * image_len);
-        for q0 in (0..positions).step_by(LANES) {
+unsafe fn gradient_taps<const T: usize>(segments: &[Segment], offsets: &[usize], lanes: &mut [[__m512; BLOCK]]) {
+    let mut acc: [[__m512; BLOCK]; T] = std::array::from_fn(|t| lanes[t]);
+    for seg in segments {
+        let mut d = seg.dy;
+        for q0 in seg.q.clone().step_by(LANES) {
             // T inputs stay in registers while the 8 rows of dy stream by, one at a time:
             // 8 T accumulators + T inputs + 1 row fit the 32 registers.
-            let xv: [__m512; T] = std::array::from_fn(|t| _mm512_loadu_ps(x.add(offsets[t] + q0)));
-            for (j, row) in rows.iter().enumerate() {
-                let d = _mm512_loadu_ps(row.add(q0));
+            let xv: [__m512; T] = std::array::from_fn(|t| _mm512_loadu_ps(seg.x.add(offsets[t] + q0)));
+            for j in 0..BLOCK {
+                let dv = _mm512_loadu_ps(d.add(j * LANES));
                 for (a, &xv) in acc.iter_mut().zip(&xv) {
-                    a[j] = _mm512_fmadd_ps(d, xv, a[j]);
+                    a[j] = _mm512_fmadd_ps(dv, xv, a[j]);
                 }
             }
+            d = d.add(BLOCK * LANES);
         }
     }
-    acc.map(|a| a.map(|v| _mm512_reduce_add_ps(v)))
+    lanes[..T].copy_from_slice(&acc);
 }
 
 #[cfg(test)]
@@ -452,15 +510,21 @@ mod tests {
         (0..len).map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 - 1001.0) / 1001.0).collect()
     }
 
-    /// Forward and backward against im2col + GEMM (the general path), for LeNet's two layers,
-    /// a 3-channel first layer and odd shapes, with a batch that ends on a partial task.
+    /// Forward and backward (dx added to and stored) against im2col + GEMM (the general path),
+    /// for LeNet's two layers, a 3-channel first layer, 40 and 64 input channels, and odd
+    /// shapes, with a batch that ends on a partial task.
     #[test]
     fn matches_im2col_forward_and_backward() {
-        for &(c, co, h, w, k, p) in
-            &[(1, 6, 28, 28, 5, 2), (6, 16, 14, 14, 5, 0), (3, 9, 8, 7, 3, 1), (2, 3, 5, 6, 3, 0)]
-        {
+        for &(c, co, h, w, k, p) in &[
+            (1, 6, 28, 28, 5, 2),
+            (6, 16, 14, 14, 5, 0),
+            (3, 9, 8, 7, 3, 1),
+            (2, 3, 5, 6, 3, 0),
+            (40, 13, 16, 16, 3, 1),
+            (64, 10, 8, 9, 3, 1),
+        ] {
             let g = Window { channels: c, height: h, width: w, kernel_h: k, kernel_w: k, stride: 1, padding: p };
-            if !applies(&g) {
+            if !applies(&g, co) {
                 eprintln!("SKIPPED matches_im2col_forward_and_backward: this CPU has no AVX-512");
                 return;
             }
@@ -490,7 +554,13 @@ mod tests {
                 sgemm(Trans::T, Trans::N, rows, cols, co, 1.0, &wt, dy_n, 0.0, &mut dcol);
                 col2im_add(&dcol, &g, &mut want_dx[n * c * h * w..(n + 1) * c * h * w], cols);
             }
-            for (name, got, want) in [("dx", &dx, &want_dx), ("dw", &dw, &want_dw)] {
+            // Stored into a new buffer (every element written, NaNs would show the others).
+            let mut stored_dx = vec![f32::NAN; x.len()];
+            conv_backward(&x, &wt, &dy, &g, batch, co, Some(&mut stored_dx), true, None);
+            let stored_plus_half: Vec<f32> = stored_dx.iter().map(|v| v + 0.5).collect();
+            for (name, got, want) in
+                [("dx", &dx, &want_dx), ("stored dx", &stored_plus_half, &want_dx), ("dw", &dw, &want_dw)]
+            {
                 for (i, (a, b)) in got.iter().zip(want.iter()).enumerate() {
                     assert!((a - b).abs() < 1e-3 * (1.0 + b.abs()), "{g:?} {name}[{i}]: {a} vs {b}");
                 }

@@ -1,9 +1,10 @@
 //! conv2d: forward and backward, through one of three algorithms chosen by shape alone
-//! ([`Algorithm::for_window`]; the thresholds were measured per layer with `sph bench --kernels`):
+//! ([`Algorithm::for_shape`]; the thresholds were measured per layer with `sph bench --kernels`):
 //!
-//! - Stride-1 layers with at most 300 im2col rows, on CPUs with AVX-512 (LeNet's 5x5 layers,
-//!   3-channel first layers, CNN-9's 32-channel layers): a direct convolution
-//!   (`kernels::direct`), 8 output channels per register block.
+//! - Stride-1 layers with few channels (at most 300 im2col rows, or up to 64 channels in and
+//!   out on maps from 8x8), on CPUs with AVX-512 (LeNet, first layers, CNN-9 at x0.25,
+//!   VGG-16's 64-channel layers): a direct convolution (`kernels::direct`), 8 output channels
+//!   per register block.
 //! - Other 3x3 stride-1 layers with at least 16 input channels (VGG's and CNN-9's wider
 //!   layers): Winograd F(2x2, 3x3) (`kernels::winograd`), 2.25x fewer multiply-adds.
 //! - Everything else (strides, wide kernels over many channels): im2col + GEMM,
@@ -73,8 +74,8 @@ enum Algorithm {
 
 impl Algorithm {
     /// The algorithm for this shape (the backward pass makes the same choice again).
-    fn for_window(window: &Window) -> Algorithm {
-        if direct::applies(window) {
+    fn for_shape(window: &Window, c_out: usize) -> Algorithm {
+        if direct::applies(window, c_out) {
             Algorithm::Direct
         } else if winograd::applies(window) {
             Algorithm::Winograd
@@ -115,7 +116,7 @@ impl Graph<'_> {
         let mut y = Tensor::for_overwrite(&[batch, c_out, window.out_h(), window.out_w()]);
         let (xv, wv) = (self.value(x).data(), self.value(w).data());
         let bias = b.map(|b| self.value(b).data());
-        match Algorithm::for_window(&window) {
+        match Algorithm::for_shape(&window, c_out) {
             Algorithm::Direct => direct::conv_forward(xv, wv, bias, &window, c_out, y.data_mut()),
             Algorithm::Winograd => winograd::conv_forward(xv, wv, bias, &window, batch, c_out, y.data_mut()),
             Algorithm::Im2col => im2col_forward(xv, wv, bias, &window, c_out, y.data_mut()),
@@ -140,7 +141,7 @@ impl Conv2dSaved {
             db.iter_mut().zip(sums).for_each(|(g, s)| *g += s as f32);
         }
         let (xd, wd) = (xv.data(), wv.data());
-        match Algorithm::for_window(window) {
+        match Algorithm::for_shape(window, c_out) {
             Algorithm::Direct => {
                 // Allocated here when new (then stored into, not zeroed and added to).
                 let store_dx = grads.slot_fresh(x).is_some_and(|(_, fresh)| fresh);
