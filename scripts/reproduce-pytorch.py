@@ -25,6 +25,7 @@ def main():
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--data", type=Path, default=None, help="data directory (default: the plan's)")
     p.add_argument("--only-dataset", default=None, help="train only the runs of this table's rows (e.g. cifar10)")
+    p.add_argument("--until", type=int, default=None, help="train only the plan's first N runs (to catch up with a partial `sph reproduce`)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -41,6 +42,8 @@ def main():
         s = entry["settings"]
         width = "" if s.get("width") is None else "[" + "/".join(map(str, s["width"])) + "]"
         key = (s["model"], s["dataset"], entry["paper_dataset"], width, str(s["seed"]))
+        if args.until is not None and i >= args.until:
+            break
         if key in done or args.only_dataset not in (None, entry["paper_dataset"]):
             continue
         print(f"[{i + 1}/{len(plan['runs'])}] {s['model']} seed {s['seed']} on {s['dataset']}", flush=True)
