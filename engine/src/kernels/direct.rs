@@ -291,44 +291,57 @@ pub(crate) fn conv_backward(
     }
     let wt = blocked_weights(&wt, c_out * kk, g.channels);
     let want_dw = dw.is_some();
-    // Scratch of one task: every image's padded input and packed dy (so that the weight
-    // gradient sums a whole task before reducing its lanes), one image's padded dy and dx.
-    // Each a whole number of cache lines, so that the packed dy starts on one: its loads
-    // split none (with a misaligned start the weight gradient ran 20% slower).
+    let group = images_per_group(&g);
+    // Scratch of one task: a group's padded inputs and packed dy, one image's padded dy and dx,
+    // the weight gradient's lanes (summed over the task's images, reduced at the end; the
+    // first group stores them, so they need no zeroing). Each a whole number of cache lines,
+    // so that the packed dy and the lanes start on one: their loads split none (with a
+    // misaligned start the weight gradient ran 20% slower).
     let lens = [
-        IMAGES_PER_TASK * g.channels * g.padded_len(),
-        IMAGES_PER_TASK * c_out.next_multiple_of(BLOCK) * g.positions(),
+        group * g.channels * g.padded_len(),
+        group * c_out.next_multiple_of(BLOCK) * g.positions(),
         c_out * back.padded_len(),
         if store_dx { 0 } else { in_size },
+        if want_dw { c_out.next_multiple_of(BLOCK) * taps * LANES } else { 0 },
     ]
     .map(|len| len.next_multiple_of(LANES));
     let work = |(task, dx_task): (usize, Option<&mut [f32]>)| -> Vec<f32> {
+        let mut dx_task = dx_task;
         let mut dw_part = vec![0.0f32; if want_dw { c_out * taps } else { 0 }];
         with_thread_buffer(&SCRATCH, lens.iter().sum(), |buf| {
             let (xpad, rest) = buf.split_at_mut(lens[0]);
             let (dy_packed, rest) = rest.split_at_mut(lens[1]);
-            let (dypad, dx_image) = rest.split_at_mut(lens[2]);
+            let (dypad, rest) = rest.split_at_mut(lens[2]);
+            let (dx_image, lanes) = rest.split_at_mut(lens[3]);
             let first = task * IMAGES_PER_TASK;
             let images = IMAGES_PER_TASK.min(batch - first);
-            let dy_task = &dy[first * c_out * out_plane..(first + images) * c_out * out_plane];
-            if want_dw {
-                let x_task = &x[first * in_size..(first + images) * in_size];
-                for (x_n, xpad_n) in
-                    x_task.chunks_exact(in_size).zip(xpad.chunks_exact_mut(g.channels * g.padded_len()))
-                {
-                    g.pad(x_n, xpad_n);
+            // Group by group, so that a group's inputs and dy are still in L2 for both gradients.
+            for g0 in (0..images).step_by(group) {
+                let (n0, n1) = (first + g0, first + (g0 + group).min(images));
+                let dy_group = &dy[n0 * c_out * out_plane..n1 * c_out * out_plane];
+                if want_dw {
+                    for (x_n, xpad_n) in x[n0 * in_size..n1 * in_size]
+                        .chunks_exact(in_size)
+                        .zip(xpad.chunks_exact_mut(g.channels * g.padded_len()))
+                    {
+                        g.pad(x_n, xpad_n);
+                    }
+                    pack_dy(dy_group, &g, c_out, dy_packed);
+                    let last = n1 == first + images;
+                    let reduce_into = if last { Some(&mut dw_part[..]) } else { None };
+                    weight_gradient(xpad, dy_packed, &g, c_out, n1 - n0, g0 == 0, lanes, reduce_into);
                 }
-                pack_dy(dy_task, &g, c_out, dy_packed);
-                weight_gradient(xpad, dy_packed, &g, c_out, images, &mut dw_part);
-            }
-            if let Some(dx) = dx_task {
-                for (dy_n, dx_n) in dy_task.chunks_exact(c_out * out_plane).zip(dx.chunks_exact_mut(in_size)) {
-                    back.pad(dy_n, dypad);
-                    if store_dx {
-                        correlate(dypad, &back, &wt, None, g.channels, dx_n);
-                    } else {
-                        correlate(dypad, &back, &wt, None, g.channels, dx_image);
-                        dx_n.iter_mut().zip(&*dx_image).for_each(|(d, &s)| *d += s);
+                if let Some(dx) = dx_task.as_deref_mut() {
+                    let dx_group = &mut dx[g0 * in_size..(n1 - first) * in_size];
+                    for (dy_n, dx_n) in dy_group.chunks_exact(c_out * out_plane).zip(dx_group.chunks_exact_mut(in_size))
+                    {
+                        back.pad(dy_n, dypad);
+                        if store_dx {
+                            correlate(dypad, &back, &wt, None, g.channels, dx_n);
+                        } else {
+                            correlate(dypad, &back, &wt, None, g.channels, dx_image);
+                            dx_n.iter_mut().zip(&*dx_image).for_each(|(d, &s)| *d += s);
+                        }
                     }
                 }
             }
@@ -372,38 +385,83 @@ fn pack_dy(dy: &[f32], g: &Plane, c_out: usize, packed: &mut [f32]) {
     }
 }
 
-/// `dw[co][c][ky][kx] += sum_q dy[co][q] * xpad[c][q + ky * wp + kx]` over the positions of
-/// `images` images, `xpad` [image][C][padded_len] and `dy` as [`pack_dy`] made it. Lanes of
-/// 16 positions accumulate per (co, tap) over all the images and are summed once at the end.
-fn weight_gradient(xpad: &[f32], dy: &[f32], g: &Plane, c_out: usize, images: usize, dw: &mut [f32]) {
+/// Images whose weight gradient is taken together: about [`GRADIENT_STRIPS`] strips of
+/// positions (one image of a 32x32 map, three of 16x16, eight of 8x8), so that each tap's
+/// lanes leave the registers once per group, not once per small image.
+fn images_per_group(g: &Plane) -> usize {
+    (GRADIENT_STRIPS / (g.positions() / LANES)).clamp(1, IMAGES_PER_TASK)
+}
+
+/// `lanes[co / BLOCK][tap][co % BLOCK][q mod 16] += dy[co][q] * xpad[c][q + ky * wp + kx]`
+/// (`=` with `first`, for the first images of a task) over the positions of `images` images,
+/// `xpad` [image][C][padded_len] and `dy` as [`pack_dy`] made it. For the task's last images,
+/// each block's lanes are then summed into `reduce_into` (dw [Co][taps]), while in cache.
+#[allow(clippy::too_many_arguments)]
+fn weight_gradient(
+    xpad: &[f32],
+    dy: &[f32],
+    g: &Plane,
+    c_out: usize,
+    images: usize,
+    first: bool,
+    lanes: &mut [f32],
+    reduce_into: Option<&mut [f32]>,
+) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `applies` admits this module's layers only where AVX-512F runs.
     unsafe {
-        weight_gradient_avx512(xpad, dy, g, c_out, images, dw)
+        weight_gradient_avx512(xpad, dy, g, c_out, images, first, lanes, reduce_into)
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("direct convolution needs AVX-512 (see `applies`)")
 }
 
-/// [`weight_gradient`] with 16-lane registers.
-///
-/// Per block of output channels, the positions of the task's images go in blocks of about
-/// [`GRADIENT_STRIPS`] strips (part of an image, or several small ones), every tap over one
-/// block before the next: the block's 8 rows of dy (up to 16 KB) stay in L1 while the inputs
-/// stream by, where a tap walking every position of every image read dy from L2 once per 3
-/// taps. The lanes of each (tap, row) live in memory between blocks and add in the same order.
+/// `dw[co][tap] += the sum of the 16 lanes of (co, tap)` for the output channels of one block
+/// (`lanes` [tap][co % BLOCK][lane]), with AVX-512's horizontal add.
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn weight_gradient_avx512(xpad: &[f32], dy: &[f32], g: &Plane, c_out: usize, images: usize, dw: &mut [f32]) {
+unsafe fn reduce_block(lanes: &[f32], co_block: usize, taps: usize, c_out: usize, dw: &mut [f32]) {
+    for co in co_block * BLOCK..(co_block * BLOCK + BLOCK).min(c_out) {
+        for (t, d) in dw[co * taps..(co + 1) * taps].iter_mut().enumerate() {
+            let lane = &lanes[(t * BLOCK + co % BLOCK) * LANES..][..LANES];
+            *d += _mm512_reduce_add_ps(_mm512_loadu_ps(lane.as_ptr()));
+        }
+    }
+}
+
+/// [`weight_gradient`] with 16-lane registers.
+///
+/// Per block of output channels, the positions of the group's images go in blocks of about
+/// [`GRADIENT_STRIPS`] strips (part of an image, or several small ones), every tap over one
+/// block before the next: the block's 8 rows of dy stay in L1 while the inputs stream by,
+/// where a tap walking every position of every image read dy from L2 once per 3 taps. Each
+/// lane adds its positions image by image, strip by strip, as before.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn weight_gradient_avx512(
+    xpad: &[f32],
+    dy: &[f32],
+    g: &Plane,
+    c_out: usize,
+    images: usize,
+    first: bool,
+    lanes: &mut [f32],
+    mut reduce_into: Option<&mut [f32]>,
+) {
     let (positions, len) = (g.positions(), g.padded_len());
     let taps = g.channels * g.k * g.k;
     let offsets = g.tap_offsets();
     let image_len = g.channels * len;
     let co_blocks = c_out.div_ceil(BLOCK);
     assert!(dy.len() >= images * co_blocks * BLOCK * positions && xpad.len() >= images * image_len);
+    assert!(lanes.len() >= co_blocks * taps * BLOCK * LANES);
     let strips = positions / LANES;
     let per_part = strips.div_ceil(strips.div_ceil(GRADIENT_STRIPS));
     // Every image's strips in parts of at most `per_part`, then consecutive parts gathered
@@ -426,41 +484,35 @@ unsafe fn weight_gradient_avx512(xpad: &[f32], dy: &[f32], g: &Plane, c_out: usi
             }
         }
     }
-    // Lanes of every (tap, row): [tap][row].
-    let mut lanes = vec![[_mm512_setzero_ps(); BLOCK]; taps];
-    for co0 in (0..c_out).step_by(BLOCK) {
-        let block = BLOCK.min(c_out - co0);
-        lanes.fill([_mm512_setzero_ps(); BLOCK]);
+    for (co_block, lanes) in lanes.chunks_exact_mut(taps * BLOCK * LANES).enumerate().take(co_blocks) {
         // Per part: the image's input, its packed dy from the part's first strip, its positions.
         let segments: Vec<Segment> = parts
             .iter()
             .map(|(n, q)| Segment {
                 x: xpad[n * image_len..].as_ptr(),
-                dy: dy[((n * co_blocks + co0 / BLOCK) * strips + q.start / LANES) * BLOCK * LANES..].as_ptr(),
+                dy: dy[((n * co_blocks + co_block) * strips + q.start / LANES) * BLOCK * LANES..].as_ptr(),
                 q: q.clone(),
             })
             .collect();
-        for b in &blocks {
-            let segments = &segments[b.clone()];
-            for (group, lanes) in offsets.chunks(3).zip(lanes.chunks_mut(3)) {
+        for (i, b) in blocks.iter().enumerate() {
+            let (segments, store) = (&segments[b.clone()], first && i == 0);
+            for (group, lanes) in offsets.chunks(3).zip(lanes.chunks_mut(3 * BLOCK * LANES)) {
                 // Three taps at a time (24 accumulators), fewer at the end.
                 match group.len() {
-                    1 => gradient_taps::<1>(segments, group, lanes),
-                    2 => gradient_taps::<2>(segments, group, lanes),
-                    _ => gradient_taps::<3>(segments, group, lanes),
+                    1 => gradient_taps::<1>(segments, group, store, lanes),
+                    2 => gradient_taps::<2>(segments, group, store, lanes),
+                    _ => gradient_taps::<3>(segments, group, store, lanes),
                 }
             }
         }
-        for (t, lanes) in lanes.iter().enumerate() {
-            for (j, &v) in lanes.iter().enumerate().take(block) {
-                dw[(co0 + j) * taps + t] += _mm512_reduce_add_ps(v);
-            }
+        if let Some(dw) = reduce_into.as_deref_mut() {
+            reduce_block(lanes, co_block, taps, c_out, dw);
         }
     }
 }
 
-/// Strips of positions per block of [`weight_gradient_avx512`] (8 rows x 512 floats = 16 KB).
-const GRADIENT_STRIPS: usize = 32;
+/// Strips of positions per block of [`weight_gradient_avx512`] (8 rows x 1024 floats = 32 KB).
+const GRADIENT_STRIPS: usize = 64;
 
 /// Some positions of one image in [`weight_gradient_avx512`]: its padded input, its packed dy
 /// for one block of output channels from the first of the positions, and the positions
@@ -472,16 +524,25 @@ struct Segment {
 }
 
 /// `lanes[t][j] += dy[j][q] * x[off_t + q]`, lane by lane, for `T` taps and the [`BLOCK`]
-/// rows over the positions of some segments: per strip, T loads of inputs and 8 of dy feed
-/// 8 T multiply-adds.
+/// rows over the positions of some segments (`lanes` [tap][row][lane]; `=` with `store`):
+/// per strip, T loads of inputs and 8 of dy feed 8 T multiply-adds.
 ///
 /// # Safety
 /// AVX-512F; every tap's offset plus `q.end` lies within each segment's input, its dy holds
-/// `q.len() * BLOCK` floats, and `lanes` has `T` entries (checked by the caller).
+/// `q.len() * BLOCK` floats, and `lanes` has `T * BLOCK * LANES` floats (checked by the caller).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn gradient_taps<const T: usize>(segments: &[Segment], offsets: &[usize], lanes: &mut [[__m512; BLOCK]]) {
-    let mut acc: [[__m512; BLOCK]; T] = std::array::from_fn(|t| lanes[t]);
+unsafe fn gradient_taps<const T: usize>(segments: &[Segment], offsets: &[usize], store: bool, lanes: &mut [f32]) {
+    let lanes = lanes.as_mut_ptr();
+    let mut acc: [[__m512; BLOCK]; T] = std::array::from_fn(|t| {
+        std::array::from_fn(|j| {
+            if store {
+                _mm512_setzero_ps()
+            } else {
+                _mm512_loadu_ps(lanes.add((t * BLOCK + j) * LANES))
+            }
+        })
+    });
     for seg in segments {
         let mut d = seg.dy;
         for q0 in seg.q.clone().step_by(LANES) {
@@ -497,7 +558,11 @@ unsafe fn gradient_taps<const T: usize>(segments: &[Segment], offsets: &[usize],
             d = d.add(BLOCK * LANES);
         }
     }
-    lanes[..T].copy_from_slice(&acc);
+    for (t, a) in acc.iter().enumerate() {
+        for (j, &v) in a.iter().enumerate() {
+            _mm512_storeu_ps(lanes.add((t * BLOCK + j) * LANES), v);
+        }
+    }
 }
 
 #[cfg(test)]
