@@ -4,8 +4,8 @@ use rayon::prelude::*;
 
 use crate::autograd::{Grads, Graph, Values, Var};
 use crate::error::{EngineError, Result};
-use crate::kernels::batchnorm::{gated_sums, ChannelMap};
-use crate::kernels::parallel::{channel_sums, plane_sums};
+use crate::kernels::batchnorm::{gated_sums, shifted_sums, ChannelMap};
+use crate::kernels::parallel::plane_sums;
 use crate::op::{BatchNormSaved, Op};
 use crate::ops::channel_layout;
 use crate::params::ParamId;
@@ -54,15 +54,17 @@ impl Graph<'_> {
                 )));
             }
             let xv = self.value(x).data();
-            let mean: Vec<f64> =
-                channel_sums(xv, dims, |_| |v| v as f64).into_iter().map(|s| s / count as f64).collect();
-            let var: Vec<f64> = channel_sums(xv, dims, |ch| {
-                let m = mean[ch];
-                move |v| (v as f64 - m).powi(2)
-            })
-            .into_iter()
-            .map(|s| s / count as f64)
-            .collect();
+            // One pass: sums about each channel's first value (see `shifted_sums`).
+            let shift: Vec<f32> = (0..c).map(|ch| xv[ch * hw]).collect();
+            let sums = plane_sums(n, c, hw, |i, ch| shifted_sums(&xv[(i * c + ch) * hw..][..hw], shift[ch]));
+            let (mean, var): (Vec<f64>, Vec<f64>) = sums
+                .iter()
+                .zip(&shift)
+                .map(|(&[s1, s2], &k)| {
+                    let d = s1 / count as f64;
+                    (k as f64 + d, (s2 / count as f64 - d * d).max(0.0))
+                })
+                .unzip();
             let unbias = count as f64 / (count as f64 - 1.0);
             let params = self.params_mut();
             for (r, &m) in params.value_mut(ids.running_mean).data_mut().iter_mut().zip(&mean) {
