@@ -149,11 +149,11 @@ fn conv2d_groups_images_per_gemm_with_a_ragged_last_group() {
 }
 
 #[test]
-fn conv2d_3x3_stride1_direct_and_winograd_odd_sizes_paddings_and_two_groups() {
+fn conv2d_3x3_stride1_direct_winograd_and_pixel_pairs() {
     // 3x3 at stride 1: 16 input channels take the direct kernel (on CPUs with AVX-512, else
-    // Winograd), 36 take Winograd. Odd output sizes leave partial tiles; 130 images of 2x2
-    // outputs (one tile each) make two groups of the Winograd pipeline (128 + 2) and a partial
-    // task of the direct kernel's backward.
+    // Winograd), 36 take Winograd; odd output sizes leave partial tiles. 130 images of 2x2
+    // maps take the pixel-pair GEMMs (`kernels::pairs`); Winograd's pipeline over several
+    // groups is checked against a direct convolution in its own tests.
     for channels in [16, 36] {
         let mut store = ParamStore::new();
         let w = store.add("w", rand_t(&[3, channels, 3, 3], 1));
@@ -177,7 +177,7 @@ fn conv2d_3x3_stride1_direct_and_winograd_odd_sizes_paddings_and_two_groups() {
             },
         );
         check(
-            &format!("conv2d_3x3_c{channels}_groups"),
+            &format!("conv2d_3x3_c{channels}_2x2_maps"),
             store,
             vec![rand_t(&[130, channels, 2, 2], 5)],
             &move |g, v| {

@@ -6,6 +6,7 @@ pub(crate) mod batchnorm;
 pub(crate) mod direct;
 mod gemm;
 pub(crate) mod im2col;
+pub(crate) mod pairs;
 pub(crate) mod parallel;
 mod subnormal;
 pub(crate) mod winograd;

@@ -1,6 +1,8 @@
-//! conv2d: forward and backward, through one of three algorithms chosen by shape alone
+//! conv2d: forward and backward, through one of four algorithms chosen by shape alone
 //! ([`Algorithm::for_shape`]; the thresholds were measured per layer with `sph bench --kernels`):
 //!
+//! - Maps of at most 4 pixels (VGG's last layers, 2x2): one GEMM per pair of pixels a tap
+//!   connects (`kernels::pairs`), no transforms and no multiplications by padding.
 //! - Stride-1 layers with few channels (at most 300 im2col rows, or up to 64 channels in and
 //!   out on maps from 8x8), on CPUs with AVX-512 (LeNet, first layers, CNN-9 at x0.25,
 //!   VGG-16's 64-channel layers): a direct convolution (`kernels::direct`), 8 output channels
@@ -19,7 +21,7 @@ use crate::buffers::Scratch;
 use crate::error::{EngineError, Result};
 use crate::kernels::im2col::{col2im_add, im2col};
 use crate::kernels::parallel::channel_sums;
-use crate::kernels::{direct, sgemm_serial, winograd, Trans, Window};
+use crate::kernels::{direct, pairs, sgemm_serial, winograd, Trans, Window};
 use crate::op::{Conv2dSaved, Op};
 use crate::tensor::Tensor;
 
@@ -67,6 +69,7 @@ fn gather_group(dy: &[f32], wide: &mut [f32], c_out: usize, cols: usize) {
 /// How a convolution of some shape is computed, forward and backward.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Algorithm {
+    Pairs,
     Direct,
     Winograd,
     Im2col,
@@ -75,7 +78,9 @@ enum Algorithm {
 impl Algorithm {
     /// The algorithm for this shape (the backward pass makes the same choice again).
     fn for_shape(window: &Window, c_out: usize) -> Algorithm {
-        if direct::applies(window, c_out) {
+        if pairs::applies(window) {
+            Algorithm::Pairs
+        } else if direct::applies(window, c_out) {
             Algorithm::Direct
         } else if winograd::applies(window) {
             Algorithm::Winograd
@@ -117,6 +122,7 @@ impl Graph<'_> {
         let (xv, wv) = (self.value(x).data(), self.value(w).data());
         let bias = b.map(|b| self.value(b).data());
         match Algorithm::for_shape(&window, c_out) {
+            Algorithm::Pairs => pairs::conv_forward(xv, wv, bias, &window, batch, c_out, y.data_mut()),
             Algorithm::Direct => direct::conv_forward(xv, wv, bias, &window, c_out, y.data_mut()),
             Algorithm::Winograd => winograd::conv_forward(xv, wv, bias, &window, batch, c_out, y.data_mut()),
             Algorithm::Im2col => im2col_forward(xv, wv, bias, &window, c_out, y.data_mut()),
@@ -141,12 +147,17 @@ impl Conv2dSaved {
             db.iter_mut().zip(sums).for_each(|(g, s)| *g += s as f32);
         }
         let (xd, wd) = (xv.data(), wv.data());
-        match Algorithm::for_shape(window, c_out) {
-            Algorithm::Direct => {
+        let algorithm = Algorithm::for_shape(window, c_out);
+        match algorithm {
+            Algorithm::Pairs | Algorithm::Direct => {
                 // Allocated here when new (then stored into, not zeroed and added to).
                 let store_dx = grads.slot_fresh(x).is_some_and(|(_, fresh)| fresh);
                 let (dx, dw) = grads.two_slots(x, w);
-                direct::conv_backward(xd, wd, dy, window, batch, c_out, dx, store_dx, dw);
+                if algorithm == Algorithm::Pairs {
+                    pairs::conv_backward(xd, wd, dy, window, batch, c_out, dx, store_dx, dw);
+                } else {
+                    direct::conv_backward(xd, wd, dy, window, batch, c_out, dx, store_dx, dw);
+                }
             }
             Algorithm::Winograd => {
                 let (dx, dw) = grads.two_slots(x, w);
