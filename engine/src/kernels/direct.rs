@@ -329,7 +329,8 @@ pub(crate) fn conv_backward(
                     pack_dy(dy_group, &g, c_out, dy_packed);
                     let last = n1 == first + images;
                     let reduce_into = if last { Some(&mut dw_part[..]) } else { None };
-                    weight_gradient(xpad, dy_packed, &g, c_out, n1 - n0, g0 == 0, lanes, reduce_into);
+                    let images = GradientImages { xpad, dy: dy_packed, g: &g, c_out, images: n1 - n0, first: g0 == 0 };
+                    weight_gradient(&images, lanes, reduce_into);
                 }
                 if let Some(dx) = dx_task.as_deref_mut() {
                     let dx_group = &mut dx[g0 * in_size..(n1 - first) * in_size];
@@ -392,25 +393,27 @@ fn images_per_group(g: &Plane) -> usize {
     (GRADIENT_STRIPS / (g.positions() / LANES)).clamp(1, IMAGES_PER_TASK)
 }
 
-/// `lanes[co / BLOCK][tap][co % BLOCK][q mod 16] += dy[co][q] * xpad[c][q + ky * wp + kx]`
-/// (`=` with `first`, for the first images of a task) over the positions of `images` images,
-/// `xpad` [image][C][padded_len] and `dy` as [`pack_dy`] made it. For the task's last images,
-/// each block's lanes are then summed into `reduce_into` (dw [Co][taps]), while in cache.
-#[allow(clippy::too_many_arguments)]
-fn weight_gradient(
-    xpad: &[f32],
-    dy: &[f32],
-    g: &Plane,
+/// Some images of a task for [`weight_gradient`].
+struct GradientImages<'a> {
+    /// Their padded inputs, [image][C][padded_len].
+    xpad: &'a [f32],
+    /// Their dy as [`pack_dy`] made it.
+    dy: &'a [f32],
+    g: &'a Plane,
     c_out: usize,
     images: usize,
+    /// The task's first images: the lanes are stored, not added to.
     first: bool,
-    lanes: &mut [f32],
-    reduce_into: Option<&mut [f32]>,
-) {
+}
+
+/// `lanes[co / BLOCK][tap][co % BLOCK][q mod 16] += dy[co][q] * xpad[c][q + ky * wp + kx]`
+/// (`=` for the task's first images) over the positions of some images. For the task's last
+/// images, each block's lanes are then summed into `reduce_into` (dw [Co][taps]) while in cache.
+fn weight_gradient(batch: &GradientImages, lanes: &mut [f32], reduce_into: Option<&mut [f32]>) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `applies` admits this module's layers only where AVX-512F runs.
     unsafe {
-        weight_gradient_avx512(xpad, dy, g, c_out, images, first, lanes, reduce_into)
+        weight_gradient_avx512(batch, lanes, reduce_into)
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("direct convolution needs AVX-512 (see `applies`)")
@@ -444,17 +447,8 @@ unsafe fn reduce_block(lanes: &[f32], co_block: usize, taps: usize, c_out: usize
 /// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn weight_gradient_avx512(
-    xpad: &[f32],
-    dy: &[f32],
-    g: &Plane,
-    c_out: usize,
-    images: usize,
-    first: bool,
-    lanes: &mut [f32],
-    mut reduce_into: Option<&mut [f32]>,
-) {
+unsafe fn weight_gradient_avx512(batch: &GradientImages, lanes: &mut [f32], mut reduce_into: Option<&mut [f32]>) {
+    let GradientImages { xpad, dy, g, c_out, images, first } = *batch;
     let (positions, len) = (g.positions(), g.padded_len());
     let taps = g.channels * g.k * g.k;
     let offsets = g.tap_offsets();
@@ -568,12 +562,7 @@ unsafe fn gradient_taps<const T: usize>(segments: &[Segment], offsets: &[usize],
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::im2col::{col2im_add, im2col};
-    use crate::kernels::{sgemm, Trans};
-
-    fn filled(len: usize, seed: usize) -> Vec<f32> {
-        (0..len).map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 - 1001.0) / 1001.0).collect()
-    }
+    use crate::kernels::testing::check_conv_against_reference;
 
     /// Forward and backward (dx added to and stored) against im2col + GEMM (the general path),
     /// for LeNet's two layers, a 3-channel first layer, 40 and 64 input channels, and odd
@@ -594,42 +583,14 @@ mod tests {
                 return;
             }
             let batch = 11;
-            let (rows, cols) = (g.col_rows(), g.col_cols());
-            let (x, wt, bias) = (filled(batch * c * h * w, 1), filled(co * rows, 2), filled(co, 3));
-            let dy = filled(batch * co * cols, 4);
-            let mut y = vec![f32::NAN; batch * co * cols];
-            conv_forward(&x, &wt, Some(&bias), &g, co, &mut y);
-            let (mut dx, mut dw) = (vec![0.5; x.len()], vec![0.25; wt.len()]);
-            conv_backward(&x, &wt, &dy, &g, batch, co, Some(&mut dx), false, Some(&mut dw));
-            // The reference, image by image.
-            let (mut want_dx, mut want_dw) = (vec![0.5; x.len()], vec![0.25; wt.len()]);
-            let mut col = vec![0.0; rows * cols];
-            for n in 0..batch {
-                let x_n = &x[n * c * h * w..(n + 1) * c * h * w];
-                im2col(x_n, &g, &mut col, cols);
-                let mut want = vec![0.0; co * cols];
-                sgemm(Trans::N, Trans::N, co, cols, rows, 1.0, &wt, &col, 0.0, &mut want);
-                for (i, (a, b)) in y[n * co * cols..(n + 1) * co * cols].iter().zip(&want).enumerate() {
-                    let b = b + bias[i / cols];
-                    assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{g:?} y[{n}][{i}]: {a} vs {b}");
-                }
-                let dy_n = &dy[n * co * cols..(n + 1) * co * cols];
-                sgemm(Trans::N, Trans::T, co, rows, cols, 1.0, dy_n, &col, 1.0, &mut want_dw);
-                let mut dcol = vec![0.0; rows * cols];
-                sgemm(Trans::T, Trans::N, rows, cols, co, 1.0, &wt, dy_n, 0.0, &mut dcol);
-                col2im_add(&dcol, &g, &mut want_dx[n * c * h * w..(n + 1) * c * h * w], cols);
-            }
-            // Stored into a new buffer (every element written, NaNs would show the others).
-            let mut stored_dx = vec![f32::NAN; x.len()];
-            conv_backward(&x, &wt, &dy, &g, batch, co, Some(&mut stored_dx), true, None);
-            let stored_plus_half: Vec<f32> = stored_dx.iter().map(|v| v + 0.5).collect();
-            for (name, got, want) in
-                [("dx", &dx, &want_dx), ("stored dx", &stored_plus_half, &want_dx), ("dw", &dw, &want_dw)]
-            {
-                for (i, (a, b)) in got.iter().zip(want.iter()).enumerate() {
-                    assert!((a - b).abs() < 1e-3 * (1.0 + b.abs()), "{g:?} {name}[{i}]: {a} vs {b}");
-                }
-            }
+            check_conv_against_reference(
+                &g,
+                batch,
+                co,
+                1e-3,
+                &|x, w, b, y| conv_forward(x, w, Some(b), &g, co, y),
+                &|x, w, dy, dx, store, dw| conv_backward(x, w, dy, &g, batch, co, dx, store, dw),
+            );
         }
     }
 }

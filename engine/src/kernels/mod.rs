@@ -9,6 +9,8 @@ pub(crate) mod im2col;
 pub(crate) mod pairs;
 pub(crate) mod parallel;
 mod subnormal;
+#[cfg(test)]
+pub(crate) mod testing;
 pub(crate) mod winograd;
 
 pub use awake::with_workers_awake;

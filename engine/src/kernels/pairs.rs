@@ -81,6 +81,30 @@ fn transpose(from: &[f32], rows: usize, cols: usize, to: &mut [f32]) {
     });
 }
 
+/// `out[k] = sum of product(pair) over the pairs whose `key` is k`, each k a block of `len`
+/// floats of `out`: pairs in their order within a key, the first product storing (beta 0)
+/// and the others adding (beta 1). Returns which keys some pair has (the others are not
+/// written).
+fn sum_by_key(
+    pairs: &[Pair],
+    key: impl Fn(&Pair) -> usize,
+    keys: usize,
+    len: usize,
+    out: &mut [f32],
+    product: impl Fn(&Pair, f32, &mut [f32]),
+) -> Vec<bool> {
+    let mut sorted = pairs.to_vec();
+    sorted.sort_by_key(&key); // stable: a key's pairs keep their order
+    let mut reached = vec![false; keys];
+    for pr in &sorted {
+        let k = key(pr);
+        let beta = if reached[k] { 1.0 } else { 0.0 };
+        reached[k] = true;
+        product(pr, beta, &mut out[k * len..(k + 1) * len]);
+    }
+    reached
+}
+
 /// `y [N, Co, O] = conv(x [N, C, P], w [Co, C, T]) + bias`.
 pub(crate) fn conv_forward(
     x: &[f32],
@@ -98,15 +122,18 @@ pub(crate) fn conv_forward(
     let mut wt = Scratch::overwritten(t * c_out * c);
     transpose(w, c_out * c, t, &mut wt);
     let mut yt = Scratch::overwritten(o * batch * c_out);
-    let pairs = pairs(window);
-    for (i, pair) in pairs.iter().enumerate() {
-        let first = i == 0 || pairs[i - 1].output != pair.output;
-        let (xp, wk) = (&xt[pair.input * batch * c..][..batch * c], &wt[pair.tap * c_out * c..][..c_out * c]);
-        let yo = &mut yt[pair.output * batch * c_out..][..batch * c_out];
-        sgemm(Trans::N, Trans::T, batch, c_out, c, 1.0, xp, wk, if first { 0.0 } else { 1.0 }, yo);
-    }
     // An output pixel no tap reaches (possible with padding 0 only) is the bias alone.
-    let reached: Vec<bool> = (0..o).map(|q| pairs.iter().any(|pr| pr.output == q)).collect();
+    let reached = sum_by_key(
+        &pairs(window),
+        |pr| pr.output,
+        o,
+        batch * c_out,
+        &mut yt,
+        |pr, beta, yo| {
+            let (xp, wk) = (&xt[pr.input * batch * c..][..batch * c], &wt[pr.tap * c_out * c..][..c_out * c]);
+            sgemm(Trans::N, Trans::T, batch, c_out, c, 1.0, xp, wk, beta, yo);
+        },
+    );
     y.par_chunks_mut(c_out * o).enumerate().for_each(|(n, y_n)| {
         for (co, y_c) in y_n.chunks_mut(o).enumerate() {
             let b = bias.map_or(0.0, |b| b[co]);
@@ -139,18 +166,19 @@ pub(crate) fn conv_backward(
     if let Some(dw) = dw {
         let mut xt = Scratch::overwritten(p * batch * c);
         transpose(x, batch * c, p, &mut xt);
-        // Tap by tap; each tap's first product stores, a tap no pair uses adds nothing.
-        let mut by_tap = pairs.clone();
-        by_tap.sort_by_key(|pr| (pr.tap, pr.output));
         let mut dwt = Scratch::overwritten(t * c_out * c);
-        for (i, pr) in by_tap.iter().enumerate() {
-            let first = i == 0 || by_tap[i - 1].tap != pr.tap;
-            let (dyo, xp) =
-                (&dyt[pr.output * batch * c_out..][..batch * c_out], &xt[pr.input * batch * c..][..batch * c]);
-            let dwk = &mut dwt[pr.tap * c_out * c..][..c_out * c];
-            sgemm(Trans::T, Trans::N, c_out, c, batch, 1.0, dyo, xp, if first { 0.0 } else { 1.0 }, dwk);
-        }
-        let used: Vec<bool> = (0..t).map(|k| pairs.iter().any(|pr| pr.tap == k)).collect();
+        let used = sum_by_key(
+            &pairs,
+            |pr| pr.tap,
+            t,
+            c_out * c,
+            &mut dwt,
+            |pr, beta, dwk| {
+                let (dyo, xp) =
+                    (&dyt[pr.output * batch * c_out..][..batch * c_out], &xt[pr.input * batch * c..][..batch * c]);
+                sgemm(Trans::T, Trans::N, c_out, c, batch, 1.0, dyo, xp, beta, dwk);
+            },
+        );
         // dw [Co][C][T] += dwt [T][Co][C]
         dw.par_chunks_mut(c * t).enumerate().for_each(|(co, dw_co)| {
             for (i, d) in dw_co.iter_mut().enumerate() {
@@ -164,18 +192,19 @@ pub(crate) fn conv_backward(
     if let Some(dx) = dx {
         let mut wt = Scratch::overwritten(t * c_out * c);
         transpose(w, c_out * c, t, &mut wt);
-        // Input pixel by input pixel, as for the taps above.
-        let mut by_input = pairs.clone();
-        by_input.sort_by_key(|pr| (pr.input, pr.output));
         let mut dxt = Scratch::overwritten(p * batch * c);
-        for (i, pr) in by_input.iter().enumerate() {
-            let first = i == 0 || by_input[i - 1].input != pr.input;
-            let (dyo, wk) =
-                (&dyt[pr.output * batch * c_out..][..batch * c_out], &wt[pr.tap * c_out * c..][..c_out * c]);
-            let dxp = &mut dxt[pr.input * batch * c..][..batch * c];
-            sgemm(Trans::N, Trans::N, batch, c, c_out, 1.0, dyo, wk, if first { 0.0 } else { 1.0 }, dxp);
-        }
-        let reached: Vec<bool> = (0..p).map(|q| pairs.iter().any(|pr| pr.input == q)).collect();
+        let reached = sum_by_key(
+            &pairs,
+            |pr| pr.input,
+            p,
+            batch * c,
+            &mut dxt,
+            |pr, beta, dxp| {
+                let (dyo, wk) =
+                    (&dyt[pr.output * batch * c_out..][..batch * c_out], &wt[pr.tap * c_out * c..][..c_out * c]);
+                sgemm(Trans::N, Trans::N, batch, c, c_out, 1.0, dyo, wk, beta, dxp);
+            },
+        );
         dx.par_chunks_mut(c * p).enumerate().for_each(|(n, dx_n)| {
             for (i, d) in dx_n.iter_mut().enumerate() {
                 let q = i % p;
@@ -193,11 +222,7 @@ pub(crate) fn conv_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::im2col::{col2im_add, im2col};
-
-    fn filled(len: usize, seed: usize) -> Vec<f32> {
-        (0..len).map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 - 1001.0) / 1001.0).collect()
-    }
+    use crate::kernels::testing::check_conv_against_reference;
 
     /// Forward and backward (dx added to and stored) against im2col + GEMM, on 2x2, 1x1 and
     /// 1x2 maps, with padding 1 and 0, stride 1 and 2.
@@ -213,40 +238,14 @@ mod tests {
             let g = Window { channels: c, height: h, width: w, kernel_h: k, kernel_w: k, stride: s, padding: pad };
             assert!(applies(&g), "{g:?}");
             let batch = 3;
-            let (rows, cols) = (g.col_rows(), g.col_cols());
-            let (x, wt, bias) = (filled(batch * c * h * w, 1), filled(co * rows, 2), filled(co, 3));
-            let dy = filled(batch * co * cols, 4);
-            let mut y = vec![f32::NAN; batch * co * cols];
-            conv_forward(&x, &wt, Some(&bias), &g, batch, co, &mut y);
-            let (mut dx, mut dw) = (vec![0.5; x.len()], vec![0.25; wt.len()]);
-            conv_backward(&x, &wt, &dy, &g, batch, co, Some(&mut dx), false, Some(&mut dw));
-            let mut stored_dx = vec![f32::NAN; x.len()];
-            conv_backward(&x, &wt, &dy, &g, batch, co, Some(&mut stored_dx), true, None);
-            let (mut want_dx, mut want_dw) = (vec![0.5; x.len()], vec![0.25; wt.len()]);
-            let mut col = vec![0.0; rows * cols];
-            for n in 0..batch {
-                let x_n = &x[n * c * h * w..(n + 1) * c * h * w];
-                im2col(x_n, &g, &mut col, cols);
-                let mut want = vec![0.0; co * cols];
-                sgemm(Trans::N, Trans::N, co, cols, rows, 1.0, &wt, &col, 0.0, &mut want);
-                for (i, (a, b)) in y[n * co * cols..(n + 1) * co * cols].iter().zip(&want).enumerate() {
-                    let b = b + bias[i / cols];
-                    assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{g:?} y[{n}][{i}]: {a} vs {b}");
-                }
-                let dy_n = &dy[n * co * cols..(n + 1) * co * cols];
-                sgemm(Trans::N, Trans::T, co, rows, cols, 1.0, dy_n, &col, 1.0, &mut want_dw);
-                let mut dcol = vec![0.0; rows * cols];
-                sgemm(Trans::T, Trans::N, rows, cols, co, 1.0, &wt, dy_n, 0.0, &mut dcol);
-                col2im_add(&dcol, &g, &mut want_dx[n * c * h * w..(n + 1) * c * h * w], cols);
-            }
-            let stored_plus_half: Vec<f32> = stored_dx.iter().map(|v| v + 0.5).collect();
-            for (name, got, want) in
-                [("dx", &dx, &want_dx), ("stored dx", &stored_plus_half, &want_dx), ("dw", &dw, &want_dw)]
-            {
-                for (i, (a, b)) in got.iter().zip(want.iter()).enumerate() {
-                    assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{g:?} {name}[{i}]: {a} vs {b}");
-                }
-            }
+            check_conv_against_reference(
+                &g,
+                batch,
+                co,
+                1e-4,
+                &|x, w, b, y| conv_forward(x, w, Some(b), &g, batch, co, y),
+                &|x, w, dy, dx, store, dw| conv_backward(x, w, dy, &g, batch, co, dx, store, dw),
+            );
         }
     }
 }

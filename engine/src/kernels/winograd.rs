@@ -491,13 +491,10 @@ pub(crate) fn conv_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::testing::filled;
 
     fn window(channels: usize, height: usize, width: usize, padding: usize) -> Window {
         Window { channels, height, width, kernel_h: 3, kernel_w: 3, stride: 1, padding }
-    }
-
-    fn filled(len: usize, seed: usize) -> Vec<f32> {
-        (0..len).map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 - 1001.0) / 1001.0).collect()
     }
 
     fn dot(a: &[f32], b: &[f32]) -> f64 {

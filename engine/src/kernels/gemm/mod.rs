@@ -314,6 +314,7 @@ fn sgemm_portable(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::testing::filled;
 
     fn naive(ta: Trans, tb: Trans, m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
         let at = |i: usize, p: usize| if ta == Trans::N { a[i * k + p] } else { a[p * m + i] };
@@ -343,10 +344,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    fn filled(len: usize, seed: usize) -> Vec<f32> {
-        (0..len).map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 - 1001.0) / 1001.0).collect()
     }
 
     /// Our AVX-512 kernel against `matrixmultiply` (the portable path it replaces), over shapes
