@@ -403,11 +403,17 @@ pub(crate) fn conv_forward(
         let v_t = Strided { data: &v, batch: ld, rs: POINTS * ld, cs: 1 };
         sgemm_batched(POINTS, c_out, ld, channels, 1.0, u_t, v_t, 0.0, &mut m, ld, POINTS * ld);
         let m = &m;
-        y[first * out_size..(first + images) * out_size].par_chunks_mut(out_size).enumerate().for_each_init(
+        // By output channel: each task reads its channel's block of M in order (by image, a
+        // task read a 16-tile slice of every channel's 16 rows: 5.1 -> 3.5 ms on 256 -> 256 8x8).
+        let mut planes: Vec<Vec<&mut [f32]>> = (0..c_out).map(|_| Vec::with_capacity(images)).collect();
+        for (i, plane) in y[first * out_size..(first + images) * out_size].chunks_mut(plan.out_plane).enumerate() {
+            planes[i % c_out].push(plane);
+        }
+        planes.into_par_iter().enumerate().for_each_init(
             || Rows::new(&plan.tiles),
-            |rows, (j, y_n)| {
-                for (co, y_plane) in y_n.chunks_mut(plan.out_plane).enumerate() {
-                    let b = bias.map_or(0.0, |b| b[co]);
+            |rows, (co, y_co)| {
+                let b = bias.map_or(0.0, |b| b[co]);
+                for (j, y_plane) in y_co.into_iter().enumerate() {
                     output_plane(
                         &m[co * POINTS * ld..][..POINTS * ld],
                         &plan.tiles,
@@ -472,11 +478,17 @@ pub(crate) fn conv_backward(
             let u_t = Strided { data: u, batch: channels, rs: 1, cs: POINTS * channels };
             sgemm_batched(POINTS, channels, ld, c_out, 1.0, u_t, dm_t, 0.0, &mut v, ld, POINTS * ld);
             let dv = &v;
-            dx[first * in_size..(first + images) * in_size].par_chunks_mut(in_size).enumerate().for_each_init(
+            // By input channel, each task reading its channel's block of dV in order (as the
+            // forward's output transform).
+            let mut planes: Vec<Vec<&mut [f32]>> = (0..channels).map(|_| Vec::with_capacity(images)).collect();
+            for (i, plane) in dx[first * in_size..(first + images) * in_size].chunks_mut(plan.in_plane).enumerate() {
+                planes[i % channels].push(plane);
+            }
+            planes.into_par_iter().enumerate().for_each_init(
                 || Rows::new(&plan.tiles),
-                |rows, (j, dx_n)| {
-                    for (c, dx_plane) in dx_n.chunks_mut(plan.in_plane).enumerate() {
-                        let dv_c = &dv[c * POINTS * ld..][..POINTS * ld];
+                |rows, (c, dx_c)| {
+                    let dv_c = &dv[c * POINTS * ld..][..POINTS * ld];
+                    for (j, dx_plane) in dx_c.into_iter().enumerate() {
                         input_plane_adjoint(dv_c, &plan.tiles, ld, j * per_image, dx_plane, rows);
                     }
                 },
