@@ -36,8 +36,9 @@ impl ChannelMap {
     }
 }
 
-/// `[sum (x - k), sum (x - k)^2]` over one plane, in f64: with k one of the channel's values,
-/// `var = S2 / M - (S1 / M)^2` loses nothing to cancellation that f32 statistics would keep.
+/// `[sum (x - k), sum (x - k)^2]` over one plane, in f64. With k one of the channel's values,
+/// `var = S2 / M - (S1 / M)^2` loses about `((k - mean) / std)^2 * 2^-53` relative to
+/// cancellation: nothing an f32 result shows unless k lies some 10^4 deviations out.
 pub(crate) fn shifted_sums(x: &[f32], k: f32) -> [f64; 2] {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx") {
@@ -106,6 +107,7 @@ unsafe fn lanes(lo: __m256d, hi: __m256d) -> [f64; 8] {
 
 /// `[sum g, sum g xhat]` over one plane of `dy` and `x` (equal lengths).
 pub(crate) fn gated_sums<const RELU: bool>(dy: &[f32], x: &[f32], map: ChannelMap) -> [f64; 2] {
+    debug_assert_eq!(dy.len(), x.len());
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx") {
         // SAFETY: AVX was detected just now.

@@ -44,7 +44,8 @@ const IMAGES_PER_TASK: usize = 8;
 
 /// Whether a convolution of this shape runs here: on a CPU with AVX-512 (where our own GEMM
 /// runs), stride 1, a square kernel wider than the padding, and either at most 300 rows of
-/// im2col (LeNet, first layers) or at most 64 channels in and out on maps of 8x8 and more.
+/// im2col (LeNet, first layers) or a 3x3 kernel with at most 64 channels in and out and an
+/// output of at least 64 pixels (8x8).
 /// Measured forward + backward against Winograd at batch 128 (ms): 48->48 on 16x16 16 vs 28,
 /// 64->64 on 32x32 106 vs 156, 64->64 on 8x8 8.5 vs 10.1, 32->64 on 8x8 4.6 vs 6.7; from 64->128
 /// on 16x16 (54 vs 57 here, 15% slower in `sph bench --kernels`) and 96->96 (65 vs 61) they are
@@ -55,7 +56,7 @@ pub(crate) fn applies(window: &Window, c_out: usize) -> bool {
         && window.kernel_h == window.kernel_w
         && window.padding < window.kernel_h
         && (window.col_rows() <= 300
-            || (window.channels <= 64 && c_out <= 64 && window.out_h() * window.out_w() >= 8 * 8))
+            || (window.kernel_h == 3 && window.channels <= 64 && c_out <= 64 && window.out_h() * window.out_w() >= 64))
 }
 
 /// The padded-plane geometry of one layer.
@@ -290,18 +291,20 @@ pub(crate) fn conv_backward(
         }
     }
     let wt = blocked_weights(&wt, c_out * kk, g.channels);
-    let want_dw = dw.is_some();
+    let (want_dw, want_dx) = (dw.is_some(), dx.is_some());
     let group = images_per_group(&g);
-    // Scratch of one task: a group's padded inputs and packed dy, one image's padded dy and dx,
-    // the weight gradient's lanes (summed over the task's images, reduced at the end; the
-    // first group stores them, so they need no zeroing). Each a whole number of cache lines,
+    // Scratch of one task, each part only when its gradient is asked for: for dw a group's
+    // padded inputs and packed dy, and the lanes (summed over the task's images, reduced at
+    // the end; the first group stores them, so they need no zeroing; 16 floats per weight,
+    // 2.4 MB per thread at 64 -> 64 channels, kept for the next call); for dx one image's
+    // padded dy, and its dx when added rather than stored. Each a whole number of cache lines,
     // so that the packed dy and the lanes start on one: their loads split none (with a
     // misaligned start the weight gradient ran 20% slower).
     let lens = [
-        group * g.channels * g.padded_len(),
-        group * c_out.next_multiple_of(BLOCK) * g.positions(),
-        c_out * back.padded_len(),
-        if store_dx { 0 } else { in_size },
+        if want_dw { group * g.channels * g.padded_len() } else { 0 },
+        if want_dw { group * c_out.next_multiple_of(BLOCK) * g.positions() } else { 0 },
+        if want_dx { c_out * back.padded_len() } else { 0 },
+        if want_dx && !store_dx { in_size } else { 0 },
         if want_dw { c_out.next_multiple_of(BLOCK) * taps * LANES } else { 0 },
     ]
     .map(|len| len.next_multiple_of(LANES));
@@ -329,7 +332,8 @@ pub(crate) fn conv_backward(
                     pack_dy(dy_group, &g, c_out, dy_packed);
                     let last = n1 == first + images;
                     let reduce_into = if last { Some(&mut dw_part[..]) } else { None };
-                    let images = GradientImages { xpad, dy: dy_packed, g: &g, c_out, images: n1 - n0, first: g0 == 0 };
+                    let images =
+                        GradientImages { xpad, dy: dy_packed, g: &g, c_out, images: n1 - n0, first_group: g0 == 0 };
                     weight_gradient(&images, lanes, reduce_into);
                 }
                 if let Some(dx) = dx_task.as_deref_mut() {
@@ -403,7 +407,7 @@ struct GradientImages<'a> {
     c_out: usize,
     images: usize,
     /// The task's first images: the lanes are stored, not added to.
-    first: bool,
+    first_group: bool,
 }
 
 /// `lanes[co / BLOCK][tap][co % BLOCK][q mod 16] += dy[co][q] * xpad[c][q + ky * wp + kx]`
@@ -448,7 +452,7 @@ unsafe fn reduce_block(lanes: &[f32], co_block: usize, taps: usize, c_out: usize
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn weight_gradient_avx512(batch: &GradientImages, lanes: &mut [f32], mut reduce_into: Option<&mut [f32]>) {
-    let GradientImages { xpad, dy, g, c_out, images, first } = *batch;
+    let GradientImages { xpad, dy, g, c_out, images, first_group } = *batch;
     let (positions, len) = (g.positions(), g.padded_len());
     let taps = g.channels * g.k * g.k;
     let offsets = g.tap_offsets();
@@ -489,7 +493,7 @@ unsafe fn weight_gradient_avx512(batch: &GradientImages, lanes: &mut [f32], mut 
             })
             .collect();
         for (i, b) in blocks.iter().enumerate() {
-            let (segments, store) = (&segments[b.clone()], first && i == 0);
+            let (segments, store) = (&segments[b.clone()], first_group && i == 0);
             for (group, lanes) in offsets.chunks(3).zip(lanes.chunks_mut(3 * BLOCK * LANES)) {
                 // Three taps at a time (24 accumulators), fewer at the end.
                 match group.len() {
@@ -565,8 +569,9 @@ mod tests {
     use crate::kernels::testing::check_conv_against_reference;
 
     /// Forward and backward (dx added to and stored) against im2col + GEMM (the general path),
-    /// for LeNet's two layers, a 3-channel first layer, 40 and 64 input channels, and odd
-    /// shapes, with a batch that ends on a partial task.
+    /// for LeNet's two layers, 3-channel first layers, 40 and 64 input channels, and odd
+    /// shapes, with a batch that ends on a partial task; 32x32 and 40x40 maps split an image's
+    /// weight gradient into several parts (68 and 105 strips).
     #[test]
     fn matches_im2col_forward_and_backward() {
         for &(c, co, h, w, k, p) in &[
@@ -576,12 +581,15 @@ mod tests {
             (2, 3, 5, 6, 3, 0),
             (40, 13, 16, 16, 3, 1),
             (64, 10, 8, 9, 3, 1),
+            (3, 11, 32, 32, 3, 1),
+            (8, 5, 40, 40, 3, 1),
         ] {
             let g = Window { channels: c, height: h, width: w, kernel_h: k, kernel_w: k, stride: 1, padding: p };
-            if !applies(&g, co) {
+            if crate::kernels::sgemm_backend() != "avx512" {
                 eprintln!("SKIPPED matches_im2col_forward_and_backward: this CPU has no AVX-512");
                 return;
             }
+            assert!(applies(&g, co), "{g:?} -> {co} no longer runs here");
             let batch = 11;
             check_conv_against_reference(
                 &g,

@@ -5,9 +5,10 @@
 //! On a 2x2 map with padding 1 every output sees only 4 of the 9 taps (the rest read
 //! padding): 16 pairs, 4/9 of the multiply-adds im2col would do, the same count as Winograd
 //! F(2x2, 3x3) but without its transforms, which on one tile per image cost more than the
-//! products (512 -> 512 on 2x2 at batch 128: 29 ms forward + backward with Winograd; VGG-11-BN
-//! trains 267-273 -> 281-286 img/s with its two such layers here). On 4x4 maps the pairs
-//! (100 of them) do 1.5x Winograd's multiply-adds, and VGG-11-BN ran 4% slower.
+//! products: 512 -> 512 on 2x2 at batch 128 took 29 ms forward + backward with Winograd, and
+//! with its two such layers here VGG-11-BN trains at 281-286 instead of 267-273 img/s (both
+//! measured with our AVX-512 GEMM; on other CPUs the choice was not measured). On 4x4 maps
+//! the pairs (100 of them) do 1.5x Winograd's multiply-adds, and VGG-11-BN ran 4% slower.
 //!
 //! ```text
 //! xt [P][N][C]   = x [N][C][P]            (P input pixels)
@@ -122,7 +123,8 @@ pub(crate) fn conv_forward(
     let mut wt = Scratch::overwritten(t * c_out * c);
     transpose(w, c_out * c, t, &mut wt);
     let mut yt = Scratch::overwritten(o * batch * c_out);
-    // An output pixel no tap reaches (possible with padding 0 only) is the bias alone.
+    // An output pixel no tap reaches (possible only with padding, e.g. a 1x1 kernel with
+    // padding 1 at stride 2) is the bias alone.
     let reached = sum_by_key(
         &pairs(window),
         |pr| pr.output,
@@ -225,7 +227,8 @@ mod tests {
     use crate::kernels::testing::check_conv_against_reference;
 
     /// Forward and backward (dx added to and stored) against im2col + GEMM, on 2x2, 1x1 and
-    /// 1x2 maps, with padding 1 and 0, stride 1 and 2.
+    /// 1x2 maps, with padding 1 and 0, stride 1 and 2, and 1x1 kernels at stride 2 that leave
+    /// outputs no tap reaches (padding 1) and inputs no output reads (padding 0).
     #[test]
     fn matches_im2col_forward_and_backward() {
         for &(c, co, h, w, k, s, pad) in &[
@@ -234,6 +237,8 @@ mod tests {
             (3, 6, 1, 2, 3, 1, 1),
             (6, 4, 2, 2, 1, 1, 0),
             (3, 5, 2, 2, 3, 2, 1),
+            (4, 3, 2, 2, 1, 2, 1),
+            (4, 3, 2, 2, 1, 2, 0),
         ] {
             let g = Window { channels: c, height: h, width: w, kernel_h: k, kernel_w: k, stride: s, padding: pad };
             assert!(applies(&g), "{g:?}");

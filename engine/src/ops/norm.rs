@@ -88,7 +88,6 @@ impl Graph<'_> {
             let p = self.params();
             let (gv, bv) = (p.value(ids.gamma).data(), p.value(ids.beta).data());
             let xv = self.value(x).data();
-            let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
             let per = planes_per_task(hw);
             y.data_mut().par_chunks_mut(per * hw).zip(xv.par_chunks(per * hw)).enumerate().for_each(
                 |(task, (y_t, x_t))| {
@@ -96,8 +95,11 @@ impl Graph<'_> {
                         let ch = (task * per + j) % c;
                         let scale = gv[ch] * inv_std[ch];
                         let shift = bv[ch] - mean[ch] * scale;
+                        // Clamped where the output is <= 0, as the backward's gate reads it (a NaN
+                        // passes, as it does without the ReLU).
                         for (o, &v) in y_p.iter_mut().zip(x_p) {
-                            *o = (v * scale + shift).max(floor);
+                            let out = v * scale + shift;
+                            *o = if relu && out <= 0.0 { 0.0 } else { out };
                         }
                     }
                 },
