@@ -26,7 +26,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::Window;
+use super::{ConvGrads, ConvShape, Window};
 use crate::buffers::with_thread_buffer;
 
 thread_local! {
@@ -239,8 +239,9 @@ unsafe fn correlate_strips<const S: usize>(
 
 /// `y [N, Co, Ho, Wo] = conv(x [N, C, H, W], w [Co, C, k, k]) + bias`, stride 1, in parallel
 /// over images.
-pub(crate) fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, window: &Window, c_out: usize, y: &mut [f32]) {
-    let g = Plane::new(window);
+pub(crate) fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, shape: &ConvShape, y: &mut [f32]) {
+    let ConvShape { window, c_out, .. } = *shape;
+    let g = Plane::new(&window);
     let (in_size, out_plane) = (g.channels * g.height * g.width, g.out_h * g.out_w);
     let wb = blocked_weights(w, g.channels * g.k * g.k, c_out);
     let xpad_len = g.channels * g.padded_len();
@@ -256,18 +257,9 @@ pub(crate) fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, window: &
 /// `store_dx`, into a new buffer, saving a pass over it), `dw += d/dw`, each only where asked for. Images are processed in fixed tasks of [`IMAGES_PER_TASK`]; each task's
 /// partial weight gradient is added in task order.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn conv_backward(
-    x: &[f32],
-    w: &[f32],
-    dy: &[f32],
-    window: &Window,
-    batch: usize,
-    c_out: usize,
-    dx: Option<&mut [f32]>,
-    store_dx: bool,
-    dw: Option<&mut [f32]>,
-) {
-    let g = Plane::new(window);
+pub(crate) fn conv_backward(x: &[f32], w: &[f32], dy: &[f32], shape: &ConvShape, grads: ConvGrads) {
+    let (ConvShape { window, batch, c_out }, ConvGrads { dx, store_dx, dw }) = (*shape, grads);
+    let g = Plane::new(&window);
     let (in_size, out_plane) = (g.channels * g.height * g.width, g.out_h * g.out_w);
     let taps = g.channels * g.k * g.k;
     // dx is the forward loop over dy padded by k-1-p, with w[co][c][ky][kx] moved to
@@ -590,15 +582,8 @@ mod tests {
                 return;
             }
             assert!(applies(&g, co), "{g:?} -> {co} no longer runs here");
-            let batch = 11;
-            check_conv_against_reference(
-                &g,
-                batch,
-                co,
-                1e-3,
-                &|x, w, b, y| conv_forward(x, w, Some(b), &g, co, y),
-                &|x, w, dy, dx, store, dw| conv_backward(x, w, dy, &g, batch, co, dx, store, dw),
-            );
+            let shape = ConvShape { window: g, batch: 11, c_out: co };
+            check_conv_against_reference(&shape, 1e-3, conv_forward, conv_backward);
         }
     }
 }

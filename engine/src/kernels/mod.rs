@@ -16,5 +16,29 @@ pub(crate) mod winograd;
 pub use awake::with_workers_awake;
 pub use gemm::{sgemm, sgemm_backend, sgemm_batched, sgemm_serial, Strided, Trans};
 pub use im2col::Window;
+
+/// A convolution's sizes beyond one image's window, as every algorithm takes them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConvShape {
+    /// The window over one image.
+    pub window: Window,
+    /// Images in the batch.
+    pub batch: usize,
+    /// Output channels.
+    pub c_out: usize,
+}
+
+/// Where a convolution's backward pass puts its gradients, each only where asked for: dx
+/// stored into a new buffer (`store_dx`) or added to, dw added to.
+pub(crate) struct ConvGrads<'a> {
+    pub dx: Option<&'a mut [f32]>,
+    pub store_dx: bool,
+    pub dw: Option<&'a mut [f32]>,
+}
+
+/// Every convolution algorithm's forward: `y = conv(x, w) + bias`.
+pub(crate) type ConvForward = fn(&[f32], &[f32], Option<&[f32]>, &ConvShape, &mut [f32]);
+/// Every convolution algorithm's backward: `(x, w, dy, shape, where the gradients go)`.
+pub(crate) type ConvBackward = fn(&[f32], &[f32], &[f32], &ConvShape, ConvGrads);
 pub use subnormal::flush_subnormals_to_zero;
 pub mod spherize;

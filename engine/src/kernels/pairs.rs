@@ -20,7 +20,7 @@
 
 use rayon::prelude::*;
 
-use super::{sgemm, Trans, Window};
+use super::{sgemm, ConvGrads, ConvShape, Trans, Window};
 use crate::buffers::Scratch;
 
 /// Whether a convolution of this shape runs here: input and output maps of at most 4 pixels.
@@ -107,15 +107,9 @@ fn sum_by_key(
 }
 
 /// `y [N, Co, O] = conv(x [N, C, P], w [Co, C, T]) + bias`.
-pub(crate) fn conv_forward(
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    window: &Window,
-    batch: usize,
-    c_out: usize,
-    y: &mut [f32],
-) {
+pub(crate) fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, shape: &ConvShape, y: &mut [f32]) {
+    let ConvShape { window, batch, c_out } = *shape;
+    let window = &window;
     let (c, p, o, t) =
         (window.channels, window.height * window.width, window.col_cols(), window.kernel_h * window.kernel_w);
     let mut xt = Scratch::overwritten(p * batch * c);
@@ -148,18 +142,9 @@ pub(crate) fn conv_forward(
 
 /// The gradients of [`conv_forward`] but the bias's: `dx += d/dx` (`dx = d/dx` with
 /// `store_dx`), `dw += d/dw`, each only where asked for.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn conv_backward(
-    x: &[f32],
-    w: &[f32],
-    dy: &[f32],
-    window: &Window,
-    batch: usize,
-    c_out: usize,
-    dx: Option<&mut [f32]>,
-    store_dx: bool,
-    dw: Option<&mut [f32]>,
-) {
+pub(crate) fn conv_backward(x: &[f32], w: &[f32], dy: &[f32], shape: &ConvShape, grads: ConvGrads) {
+    let (ConvShape { window, batch, c_out }, ConvGrads { dx, store_dx, dw }) = (*shape, grads);
+    let window = &window;
     let (c, p, o, t) =
         (window.channels, window.height * window.width, window.col_cols(), window.kernel_h * window.kernel_w);
     let pairs = pairs(window);
@@ -242,15 +227,8 @@ mod tests {
         ] {
             let g = Window { channels: c, height: h, width: w, kernel_h: k, kernel_w: k, stride: s, padding: pad };
             assert!(applies(&g), "{g:?}");
-            let batch = 3;
-            check_conv_against_reference(
-                &g,
-                batch,
-                co,
-                1e-4,
-                &|x, w, b, y| conv_forward(x, w, Some(b), &g, batch, co, y),
-                &|x, w, dy, dx, store, dw| conv_backward(x, w, dy, &g, batch, co, dx, store, dw),
-            );
+            let shape = ConvShape { window: g, batch: 3, c_out: co };
+            check_conv_against_reference(&shape, 1e-4, conv_forward, conv_backward);
         }
     }
 }

@@ -2,7 +2,7 @@
 //! faster algorithms are checked against.
 
 use super::im2col::{col2im_add, im2col};
-use super::{sgemm, Trans, Window};
+use super::{sgemm, ConvBackward, ConvForward, ConvGrads, ConvShape, Trans, Window};
 
 /// `len` values in [-1, 1], a different sequence for each `seed`.
 pub(crate) fn filled(len: usize, seed: usize) -> Vec<f32> {
@@ -49,30 +49,22 @@ pub(crate) fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
 }
 
 /// A convolution's forward and backward (dx added to and stored into a new buffer, dw added
-/// to) against [`reference_conv`]: `forward(x, w, bias, y)` and
-/// `backward(x, w, dy, dx, store_dx, dw)` are the algorithm under test; the outputs must match
-/// within 1e-4 relative, the gradients (longer sums) within `tol`.
-#[allow(clippy::type_complexity)]
-pub(crate) fn check_conv_against_reference(
-    g: &Window,
-    batch: usize,
-    c_out: usize,
-    tol: f32,
-    forward: &dyn Fn(&[f32], &[f32], &[f32], &mut [f32]),
-    backward: &dyn Fn(&[f32], &[f32], &[f32], Option<&mut [f32]>, bool, Option<&mut [f32]>),
-) {
+/// to) against [`reference_conv`], for one of the algorithms (they share these signatures).
+/// The outputs must match within 1e-4 relative, the gradients (longer sums) within `tol`.
+pub(crate) fn check_conv_against_reference(shape: &ConvShape, tol: f32, forward: ConvForward, backward: ConvBackward) {
+    let ConvShape { window: g, batch, c_out } = *shape;
     let (rows, cols) = (g.col_rows(), g.col_cols());
     let (x, w, bias) = (filled(batch * g.channels * g.height * g.width, 1), filled(c_out * rows, 2), filled(c_out, 3));
     let dy = filled(batch * c_out * cols, 4);
     let mut y = vec![f32::NAN; batch * c_out * cols];
-    forward(&x, &w, &bias, &mut y);
+    forward(&x, &w, Some(&bias), shape, &mut y);
     let (mut dx, mut dw) = (vec![0.5; x.len()], vec![0.25; w.len()]);
-    backward(&x, &w, &dy, Some(&mut dx), false, Some(&mut dw));
+    backward(&x, &w, &dy, shape, ConvGrads { dx: Some(&mut dx), store_dx: false, dw: Some(&mut dw) });
     // Stored into a new buffer: every element written (NaNs would show the others).
     let mut stored_dx = vec![f32::NAN; x.len()];
-    backward(&x, &w, &dy, Some(&mut stored_dx), true, None);
+    backward(&x, &w, &dy, shape, ConvGrads { dx: Some(&mut stored_dx), store_dx: true, dw: None });
     let (mut want_dx, mut want_dw) = (vec![0.5; x.len()], vec![0.25; w.len()]);
-    let want_y = reference_conv(&x, &w, &bias, &dy, g, batch, c_out, &mut want_dx, &mut want_dw);
+    let want_y = reference_conv(&x, &w, &bias, &dy, &g, batch, c_out, &mut want_dx, &mut want_dw);
     assert_close(&format!("{g:?} y"), &y, &want_y, 1e-4);
     assert_close(&format!("{g:?} dx"), &dx, &want_dx, tol);
     let stored_plus_half: Vec<f32> = stored_dx.iter().map(|v| v + 0.5).collect();

@@ -28,7 +28,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{sgemm_batched, Strided};
-use super::Window;
+use super::{ConvGrads, ConvShape, Window};
 use crate::buffers::Scratch;
 
 /// Transform points per tile (4 x 4).
@@ -378,16 +378,9 @@ impl Plan {
 /// `y [N, Co, Ho, Wo] = conv(x [N, C, H, W], w [Co, C, 3, 3]) + bias`, stride 1, through the
 /// transforms: groups of images in turn, each transformed, multiplied (16 products) and
 /// transformed back, every phase in parallel.
-pub(crate) fn conv_forward(
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    window: &Window,
-    batch: usize,
-    c_out: usize,
-    y: &mut [f32],
-) {
-    let plan = Plan::new(window, batch, c_out);
+pub(crate) fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, shape: &ConvShape, y: &mut [f32]) {
+    let ConvShape { window, batch, c_out } = *shape;
+    let plan = Plan::new(&window, batch, c_out);
     let (channels, per_image) = (plan.channels, plan.tiles.per_image());
     let out_size = c_out * plan.out_plane;
     let mut u = Scratch::overwritten(c_out * POINTS * channels);
@@ -432,17 +425,13 @@ pub(crate) fn conv_forward(
 /// The gradients of [`conv_forward`] (but the bias's): `dx += d/dx`, `dw += d/dw` of
 /// `sum(dy * y)`, each only where asked for.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn conv_backward(
-    x: &[f32],
-    w: &[f32],
-    dy: &[f32],
-    window: &Window,
-    batch: usize,
-    c_out: usize,
-    mut dx: Option<&mut [f32]>,
-    dw: Option<&mut [f32]>,
-) {
-    let plan = Plan::new(window, batch, c_out);
+pub(crate) fn conv_backward(x: &[f32], w: &[f32], dy: &[f32], shape: &ConvShape, grads: ConvGrads) {
+    let (ConvShape { window, batch, c_out }, ConvGrads { mut dx, store_dx, dw }) = (*shape, grads);
+    if store_dx {
+        // The tiles' adjoints add onto overlapping inputs: a new buffer starts at zero.
+        dx.iter_mut().for_each(|dx| dx.fill(0.0));
+    }
+    let plan = Plan::new(&window, batch, c_out);
     let (channels, per_image) = (plan.channels, plan.tiles.per_image());
     let (in_size, out_size) = (channels * plan.in_plane, c_out * plan.out_plane);
     let u = dx.is_some().then(|| {
@@ -561,7 +550,7 @@ mod tests {
             let (x, wt) = (filled(batch * c * h * w, 1), filled(co * c * 9, 2));
             let bias: Vec<f32> = (0..co).map(|i| i as f32 * 0.25).collect();
             let mut y = vec![f32::NAN; batch * co * g.out_h() * g.out_w()];
-            conv_forward(&x, &wt, Some(&bias), &g, batch, co, &mut y);
+            conv_forward(&x, &wt, Some(&bias), &ConvShape { window: g, batch, c_out: co }, &mut y);
             let want = direct(&x, &wt, &g, batch, co);
             let plane = g.out_h() * g.out_w();
             for (i, (a, b)) in y.iter().zip(&want).enumerate() {
@@ -579,10 +568,11 @@ mod tests {
             let g = window(c, h, w, p);
             let (x, wt) = (filled(batch * c * h * w, 3), filled(co * c * 9, 4));
             let mut y = vec![0.0; batch * co * g.out_h() * g.out_w()];
-            conv_forward(&x, &wt, None, &g, batch, co, &mut y);
+            let shape = ConvShape { window: g, batch, c_out: co };
+            conv_forward(&x, &wt, None, &shape, &mut y);
             let dy = filled(y.len(), 5);
             let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; wt.len()]);
-            conv_backward(&x, &wt, &dy, &g, batch, co, Some(&mut dx), Some(&mut dw));
+            conv_backward(&x, &wt, &dy, &shape, ConvGrads { dx: Some(&mut dx), store_dx: false, dw: Some(&mut dw) });
             let want = dot(&y, &dy);
             for (name, got) in [("dx", dot(&dx, &x)), ("dw", dot(&dw, &wt))] {
                 assert!((got - want).abs() < 1e-4 * want.abs().max(1.0), "{name} {g:?}: {got} vs {want}");

@@ -21,7 +21,9 @@ use crate::buffers::Scratch;
 use crate::error::{EngineError, Result};
 use crate::kernels::im2col::{col2im_add, im2col};
 use crate::kernels::parallel::channel_sums;
-use crate::kernels::{direct, pairs, sgemm_serial, winograd, Trans, Window};
+use crate::kernels::{
+    direct, pairs, sgemm_serial, winograd, ConvBackward, ConvForward, ConvGrads, ConvShape, Trans, Window,
+};
 use crate::op::{Conv2dSaved, Op};
 use crate::tensor::Tensor;
 
@@ -121,12 +123,13 @@ impl Graph<'_> {
         let mut y = Tensor::for_overwrite(&[batch, c_out, window.out_h(), window.out_w()]);
         let (xv, wv) = (self.value(x).data(), self.value(w).data());
         let bias = b.map(|b| self.value(b).data());
-        match Algorithm::for_shape(&window, c_out) {
-            Algorithm::Pairs => pairs::conv_forward(xv, wv, bias, &window, batch, c_out, y.data_mut()),
-            Algorithm::Direct => direct::conv_forward(xv, wv, bias, &window, c_out, y.data_mut()),
-            Algorithm::Winograd => winograd::conv_forward(xv, wv, bias, &window, batch, c_out, y.data_mut()),
-            Algorithm::Im2col => im2col_forward(xv, wv, bias, &window, c_out, y.data_mut()),
-        }
+        let forward: ConvForward = match Algorithm::for_shape(&window, c_out) {
+            Algorithm::Pairs => pairs::conv_forward,
+            Algorithm::Direct => direct::conv_forward,
+            Algorithm::Winograd => winograd::conv_forward,
+            Algorithm::Im2col => im2col_forward,
+        };
+        forward(xv, wv, bias, &ConvShape { window, batch, c_out }, y.data_mut());
         let inputs: Vec<Var> = [x, w].into_iter().chain(b).collect();
         Ok(self.record(Op::Conv2d(Conv2dSaved { x, w, b, window }), y, &inputs))
     }
@@ -147,24 +150,16 @@ impl Conv2dSaved {
             db.iter_mut().zip(sums).for_each(|(g, s)| *g += s as f32);
         }
         let (xd, wd) = (xv.data(), wv.data());
-        let algorithm = Algorithm::for_shape(window, c_out);
-        match algorithm {
-            Algorithm::Pairs | Algorithm::Direct => {
-                // Allocated here when new (then stored into, not zeroed and added to).
-                let store_dx = grads.slot_fresh(x).is_some_and(|(_, fresh)| fresh);
-                let (dx, dw) = grads.two_slots(x, w);
-                if algorithm == Algorithm::Pairs {
-                    pairs::conv_backward(xd, wd, dy, window, batch, c_out, dx, store_dx, dw);
-                } else {
-                    direct::conv_backward(xd, wd, dy, window, batch, c_out, dx, store_dx, dw);
-                }
-            }
-            Algorithm::Winograd => {
-                let (dx, dw) = grads.two_slots(x, w);
-                winograd::conv_backward(xd, wd, dy, window, batch, c_out, dx, dw);
-            }
-            Algorithm::Im2col => im2col_backward(xd, wd, dy, window, c_out, grads, x, w),
-        }
+        let backward: ConvBackward = match Algorithm::for_shape(window, c_out) {
+            Algorithm::Pairs => pairs::conv_backward,
+            Algorithm::Direct => direct::conv_backward,
+            Algorithm::Winograd => winograd::conv_backward,
+            Algorithm::Im2col => return im2col_backward(xd, wd, dy, window, c_out, grads, x, w),
+        };
+        // Allocated here when new (then stored into, not zeroed and added to).
+        let store_dx = grads.slot_fresh(x).is_some_and(|(_, fresh)| fresh);
+        let (dx, dw) = grads.two_slots(x, w);
+        backward(xd, wd, dy, &ConvShape { window: *window, batch, c_out }, ConvGrads { dx, store_dx, dw });
     }
 }
 
@@ -240,10 +235,11 @@ fn im2col_backward(
 }
 
 /// The im2col forward: groups of images in parallel, one GEMM per group, then the bias.
-fn im2col_forward(xv: &[f32], wv: &[f32], bias: Option<&[f32]>, window: &Window, c_out: usize, y: &mut [f32]) {
+fn im2col_forward(xv: &[f32], wv: &[f32], bias: Option<&[f32]>, shape: &ConvShape, y: &mut [f32]) {
+    let ConvShape { window, batch, c_out } = *shape;
+    let window = &window;
     let (rows, cols) = (window.col_rows(), window.col_cols());
     let in_size = window.channels * window.height * window.width;
-    let batch = xv.len() / in_size.max(1);
     let group = images_per_gemm(window, batch);
     y.par_chunks_mut(group * c_out * cols).enumerate().for_each_init(
         || {
