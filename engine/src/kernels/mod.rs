@@ -16,6 +16,8 @@ pub(crate) mod winograd;
 pub use awake::with_workers_awake;
 pub use gemm::{sgemm, sgemm_backend, sgemm_batched, sgemm_serial, Strided, Trans};
 pub use im2col::Window;
+pub use subnormal::flush_subnormals_to_zero;
+pub mod spherize;
 
 /// A convolution's sizes beyond one image's window, as every algorithm takes them.
 #[derive(Clone, Copy, Debug)]
@@ -31,8 +33,11 @@ pub(crate) struct ConvShape {
 /// Where a convolution's backward pass puts its gradients, each only where asked for: dx
 /// stored into a new buffer (`store_dx`) or added to, dw added to.
 pub(crate) struct ConvGrads<'a> {
+    /// The input's gradient, if wanted.
     pub dx: Option<&'a mut [f32]>,
+    /// Whether `dx` is new (to be stored into) rather than holding sums to add to.
     pub store_dx: bool,
+    /// The weight's gradient, if wanted.
     pub dw: Option<&'a mut [f32]>,
 }
 
@@ -40,5 +45,3 @@ pub(crate) struct ConvGrads<'a> {
 pub(crate) type ConvForward = fn(&[f32], &[f32], Option<&[f32]>, &ConvShape, &mut [f32]);
 /// Every convolution algorithm's backward: `(x, w, dy, shape, where the gradients go)`.
 pub(crate) type ConvBackward = fn(&[f32], &[f32], &[f32], &ConvShape, ConvGrads);
-pub use subnormal::flush_subnormals_to_zero;
-pub mod spherize;

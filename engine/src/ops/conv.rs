@@ -4,9 +4,9 @@
 //! - Maps of at most 4 pixels (VGG's last layers, 2x2): one GEMM per pair of pixels a tap
 //!   connects (`kernels::pairs`), no transforms and no multiplications by padding.
 //! - Stride-1 layers with few channels (at most 300 im2col rows, or 3x3 with up to 64 channels
-//!   in and out and outputs of at least 64 pixels), on CPUs with AVX-512 (LeNet, first layers, CNN-9 at x0.25,
-//!   VGG-16's 64-channel layers): a direct convolution (`kernels::direct`), 8 output channels
-//!   per register block.
+//!   in and out and outputs of at least 64 pixels), on CPUs with AVX-512 (LeNet, first layers,
+//!   CNN-9 at x0.25, VGG-16's 64-channel layers): a direct convolution (`kernels::direct`), 8
+//!   output channels per register block.
 //! - Other 3x3 stride-1 layers with at least 16 input channels (VGG's and CNN-9's wider
 //!   layers): Winograd F(2x2, 3x3) (`kernels::winograd`), 2.25x fewer multiply-adds.
 //! - Everything else (strides, wide kernels over many channels): im2col + GEMM,
