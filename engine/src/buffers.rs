@@ -213,6 +213,7 @@ pub(crate) fn with_thread_buffer<R>(
 }
 
 /// A scratch buffer from the pool that goes back to it when dropped.
+#[derive(Debug)]
 pub(crate) struct Scratch(Vec<f32>);
 
 impl Scratch {

@@ -137,11 +137,12 @@ pub(crate) struct BatchNormSaved {
     pub(crate) relu: bool,
 }
 
-/// Dropout: the mask, 0 or 1/(1-p) per element.
+/// Dropout: the mask, 0 or 1/(1-p) per element (a pooled buffer: a fresh 2 MB allocation
+/// faults its pages in on every step).
 #[derive(Debug)]
 pub(crate) struct DropoutSaved {
     pub(crate) x: Var,
-    pub(crate) mask: Vec<f32>,
+    pub(crate) mask: crate::buffers::Scratch,
 }
 
 /// ReLU: the input (its sign gates the gradient).
