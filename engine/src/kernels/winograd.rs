@@ -333,6 +333,16 @@ fn images_per_group(tiles: &Tiles, batch: usize, channels: usize, c_out: usize) 
     cached_tiles.clamp(128, 512).div_ceil(tiles.per_image()).clamp(1, batch.max(1))
 }
 
+/// The planes [image][channel][plane] of some images, grouped by channel (image order within
+/// each), so that parallel tasks by channel can each own one channel's planes.
+fn planes_by_channel(data: &mut [f32], plane: usize, channels: usize) -> Vec<Vec<&mut [f32]>> {
+    let mut by_channel: Vec<Vec<&mut [f32]>> = (0..channels).map(|_| Vec::new()).collect();
+    for (i, p) in data.chunks_mut(plane).enumerate() {
+        by_channel[i % channels].push(p);
+    }
+    by_channel
+}
+
 /// Sizes of one convolution: per image, per plane, per group.
 struct Plan {
     tiles: Tiles,
@@ -398,10 +408,7 @@ pub(crate) fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, shape: &C
         let m = &m;
         // By output channel: each task reads its channel's block of M in order (by image, a
         // task read a 16-tile slice of every channel's 16 rows: 5.1 -> 3.5 ms on 256 -> 256 8x8).
-        let mut planes: Vec<Vec<&mut [f32]>> = (0..c_out).map(|_| Vec::with_capacity(images)).collect();
-        for (i, plane) in y[first * out_size..(first + images) * out_size].chunks_mut(plan.out_plane).enumerate() {
-            planes[i % c_out].push(plane);
-        }
+        let planes = planes_by_channel(&mut y[first * out_size..(first + images) * out_size], plan.out_plane, c_out);
         planes.into_par_iter().enumerate().for_each_init(
             || Rows::new(&plan.tiles),
             |rows, (co, y_co)| {
@@ -469,10 +476,8 @@ pub(crate) fn conv_backward(x: &[f32], w: &[f32], dy: &[f32], shape: &ConvShape,
             let dv = &v;
             // By input channel, each task reading its channel's block of dV in order (as the
             // forward's output transform).
-            let mut planes: Vec<Vec<&mut [f32]>> = (0..channels).map(|_| Vec::with_capacity(images)).collect();
-            for (i, plane) in dx[first * in_size..(first + images) * in_size].chunks_mut(plan.in_plane).enumerate() {
-                planes[i % channels].push(plane);
-            }
+            let planes =
+                planes_by_channel(&mut dx[first * in_size..(first + images) * in_size], plan.in_plane, channels);
             planes.into_par_iter().enumerate().for_each_init(
                 || Rows::new(&plan.tiles),
                 |rows, (c, dx_c)| {
