@@ -24,11 +24,38 @@ pub(crate) struct ChannelMap {
 }
 
 impl ChannelMap {
-    /// `dy`, or 0 where the fused ReLU clamped the output (`x scale + shift <= 0`, computed as
-    /// the forward pass did).
+    /// The map of every channel, from the batch statistics and the affine parameters.
+    pub(crate) fn per_channel(mean: &[f32], inv_std: &[f32], gamma: &[f32], beta: &[f32]) -> Vec<ChannelMap> {
+        (0..mean.len())
+            .map(|ch| {
+                let scale = gamma[ch] * inv_std[ch];
+                ChannelMap { mean: mean[ch], inv_std: inv_std[ch], scale, shift: beta[ch] - mean[ch] * scale }
+            })
+            .collect()
+    }
+
+    /// `x scale + shift`: the output before a fused ReLU.
+    #[inline(always)]
+    fn affine(&self, x: f32) -> f32 {
+        x * self.scale + self.shift
+    }
+
+    /// The output for input `x`: [`ChannelMap::affine`], 0 where a fused ReLU clamps it
+    /// (`<= 0`; a NaN passes, as it does without the ReLU).
+    #[inline(always)]
+    pub(crate) fn output(&self, x: f32, relu: bool) -> f32 {
+        let out = self.affine(x);
+        if relu && out <= 0.0 {
+            0.0
+        } else {
+            out
+        }
+    }
+
+    /// `dy`, or 0 where the fused ReLU clamped [`ChannelMap::output`].
     #[inline(always)]
     pub(crate) fn gate<const RELU: bool>(&self, dy: f32, x: f32) -> f32 {
-        if RELU && x * self.scale + self.shift <= 0.0 {
+        if RELU && self.affine(x) <= 0.0 {
             0.0
         } else {
             dy

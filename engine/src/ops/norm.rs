@@ -88,19 +88,13 @@ impl Graph<'_> {
             let p = self.params();
             let (gv, bv) = (p.value(ids.gamma).data(), p.value(ids.beta).data());
             let xv = self.value(x).data();
+            let maps = ChannelMap::per_channel(&mean, &inv_std, gv, bv);
             let per = planes_per_task(hw);
             y.data_mut().par_chunks_mut(per * hw).zip(xv.par_chunks(per * hw)).enumerate().for_each(
                 |(task, (y_t, x_t))| {
                     for (j, (y_p, x_p)) in y_t.chunks_mut(hw).zip(x_t.chunks(hw)).enumerate() {
-                        let ch = (task * per + j) % c;
-                        let scale = gv[ch] * inv_std[ch];
-                        let shift = bv[ch] - mean[ch] * scale;
-                        // Clamped where the output is <= 0, as the backward's gate reads it (a NaN
-                        // passes, as it does without the ReLU).
-                        for (o, &v) in y_p.iter_mut().zip(x_p) {
-                            let out = v * scale + shift;
-                            *o = if relu && out <= 0.0 { 0.0 } else { out };
-                        }
+                        let map = maps[(task * per + j) % c];
+                        y_p.iter_mut().zip(x_p).for_each(|(o, &v)| *o = map.output(v, relu));
                     }
                 },
             );
@@ -140,14 +134,8 @@ impl BatchNormSaved {
         let count = (n * hw) as f64;
         let xd = xv.data();
         let (gamma_v, beta_v) = (values.get(gamma).data(), values.get(beta).data());
-        // The forward's statistics and affine map per channel, computed as it was, for the
-        // ReLU's mask.
-        let maps: Vec<ChannelMap> = (0..c)
-            .map(|ch| {
-                let scale = gamma_v[ch] * inv_std[ch];
-                ChannelMap { mean: mean[ch], inv_std: inv_std[ch], scale, shift: beta_v[ch] - mean[ch] * scale }
-            })
-            .collect();
+        // The forward's statistics and affine map per channel, as it made them, for the ReLU's mask.
+        let maps = ChannelMap::per_channel(mean, inv_std, gamma_v, beta_v);
         // Per channel, in one pass over dy and x: (sum dy, sum dy xhat), in eight f64 lanes each.
         let sums = plane_sums(n, c, hw, |i, ch| {
             let r = (i * c + ch) * hw..(i * c + ch + 1) * hw;
