@@ -261,6 +261,19 @@ fn plan(rows: &[Row], budget: Budget, seeds: usize, out: &Path) -> Vec<Run> {
     runs
 }
 
+/// The runs ordered by their row's estimated cost (a row's runs stay together, in plan order),
+/// so that a table cut short holds as many finished rows as its time allowed.
+fn cheapest_rows_first(runs: Vec<Run>, estimates: Vec<f64>) -> (Vec<Run>, Vec<f64>) {
+    let mut row_cost: BTreeMap<usize, f64> = BTreeMap::new();
+    for (run, secs) in runs.iter().zip(&estimates) {
+        *row_cost.entry(run.row).or_default() += secs;
+    }
+    let mut order: Vec<(Run, f64)> = runs.into_iter().zip(estimates).collect();
+    // Stable: equal costs keep the plan's order.
+    order.sort_by(|a, b| row_cost[&a.0.row].total_cmp(&row_cost[&b.0.row]));
+    order.into_iter().unzip()
+}
+
 /// Seconds one run should take: its training images at the model's measured step rate, plus
 /// the evaluations (a forward pass costs about a third of a training step).
 fn estimate(s: &Settings, rate: f64) -> f64 {
@@ -308,7 +321,6 @@ fn retention(table: &str, budget: Budget, seeds: usize, data_dir: &Path, out: &P
     let runs = plan(&rows, budget, seeds, out);
     // Step rates, measured once per (model, width) with a few steps at the run's batch size.
     let mut rates: BTreeMap<String, f64> = BTreeMap::new();
-    println!("{table}, budget {}: {} runs into {}", budget.name(), runs.len(), out.display());
     let mut estimates = Vec::with_capacity(runs.len());
     for run in &runs {
         let s = &run.settings;
@@ -316,8 +328,12 @@ fn retention(table: &str, budget: Budget, seeds: usize, data_dir: &Path, out: &P
         if !rates.contains_key(&key) {
             rates.insert(key.clone(), bench::step_rate(s, classes(&s.dataset))?);
         }
-        let secs = estimate(s, rates[&key]);
-        estimates.push(secs);
+        estimates.push(estimate(s, rates[&key]));
+    }
+    let (runs, estimates) = cheapest_rows_first(runs, estimates);
+    println!("{table}, budget {}: {} runs into {}, cheapest rows first", budget.name(), runs.len(), out.display());
+    for (run, &secs) in runs.iter().zip(&estimates) {
+        let s = &run.settings;
         let done = run_state::logged_metrics(&run.dir).len() >= s.epochs;
         let r = &rows[run.row];
         let data = if r.dataset == r.paper_dataset {
@@ -645,6 +661,19 @@ mod tests {
             let dirs: std::collections::BTreeSet<_> = runs.iter().map(|r| r.dir.clone()).collect();
             assert_eq!(dirs.len(), runs.len(), "every run has its own folder");
         }
+    }
+
+    #[test]
+    fn the_cheapest_rows_run_first_with_their_runs_together() {
+        let rows = rows("table2");
+        let runs = plan(&rows, Budget::Cpu, 1, Path::new("unused"));
+        // Row 1 costs least, row 0 most; within a row the spherized run is the cheaper one.
+        let estimates: Vec<f64> = runs.iter().map(|r| [9.0, 1.0, 5.0][r.row.min(2)] - r.spherized as u8 as f64 * 0.5).collect();
+        let (ordered, secs) = cheapest_rows_first(runs, estimates);
+        let order: Vec<(usize, bool)> = ordered.iter().map(|r| (r.row, r.spherized)).collect();
+        assert_eq!(&order[..4], &[(1, false), (1, true), (2, false), (2, true)]);
+        assert_eq!(*order.last().unwrap(), (0, true));
+        assert_eq!(secs[0], 1.0, "estimates move with their runs");
     }
 
     #[test]
