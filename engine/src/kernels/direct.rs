@@ -139,14 +139,31 @@ fn blocked_weights(w: &[f32], taps: usize, c_out: usize) -> Vec<f32> {
     wb
 }
 
+/// What every image of one correlation shares, made once per call: the plane geometry, where
+/// each tap reads, where each strip's outputs go, and the weights as [`blocked_weights`].
+struct Correlation {
+    g: Plane,
+    offsets: Vec<usize>,
+    destinations: Vec<(u16, usize)>,
+    weights: Vec<f32>,
+    c_out: usize,
+}
+
+impl Correlation {
+    /// For weights `w` [Co, C, k, k] over planes of geometry `g`.
+    fn new(g: Plane, w: &[f32], c_out: usize) -> Self {
+        let weights = blocked_weights(w, g.channels * g.k * g.k, c_out);
+        Correlation { offsets: g.tap_offsets(), destinations: strip_destinations(&g), g, weights, c_out }
+    }
+}
+
 /// `out[co][oy][ox] = bias[co] + sum_{c, ky, kx} w[co][c][ky][kx] * xpad[c][q + ky * wp + kx]`
-/// with `q = oy * wp + ox`, for `out` [Co][Ho * Wo]; `wb` is `w` [Co, C, k, k] as
-/// [`blocked_weights`].
-fn correlate(xpad: &[f32], g: &Plane, wb: &[f32], bias: Option<&[f32]>, c_out: usize, out: &mut [f32]) {
+/// with `q = oy * wp + ox`, for `out` [Co][Ho * Wo].
+fn correlate(xpad: &[f32], corr: &Correlation, bias: Option<&[f32]>, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `applies` admits this module's layers only where AVX-512F runs.
     unsafe {
-        correlate_avx512(xpad, g, wb, bias, c_out, out)
+        correlate_avx512(xpad, corr, bias, out)
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("direct convolution needs AVX-512 (see `applies`)")
@@ -173,10 +190,9 @@ fn strip_destinations(g: &Plane) -> Vec<(u16, usize)> {
 /// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn correlate_avx512(xpad: &[f32], g: &Plane, wb: &[f32], bias: Option<&[f32]>, c_out: usize, out: &mut [f32]) {
+unsafe fn correlate_avx512(xpad: &[f32], corr: &Correlation, bias: Option<&[f32]>, out: &mut [f32]) {
+    let Correlation { g, ref offsets, ref destinations, weights: ref wb, c_out } = *corr;
     let (plane, taps) = (g.out_h * g.out_w, g.channels * g.k * g.k);
-    let offsets = g.tap_offsets();
-    let destinations = strip_destinations(g);
     assert!(xpad.len() >= g.channels * g.padded_len() && out.len() >= c_out * plane);
     for co0 in (0..c_out).step_by(BLOCK) {
         let block = BLOCK.min(c_out - co0);
@@ -189,9 +205,9 @@ unsafe fn correlate_avx512(xpad: &[f32], g: &Plane, wb: &[f32], bias: Option<&[f
             // Three strips at a time (24 accumulators), fewer at the end.
             let d = &destinations[s0..];
             match strips - s0 {
-                1 => correlate_strips::<1>(xpad, &offsets, wb, &start, s0 * LANES, d, dst, plane, block),
-                2 => correlate_strips::<2>(xpad, &offsets, wb, &start, s0 * LANES, d, dst, plane, block),
-                _ => correlate_strips::<3>(xpad, &offsets, wb, &start, s0 * LANES, d, dst, plane, block),
+                1 => correlate_strips::<1>(xpad, offsets, wb, &start, s0 * LANES, d, dst, plane, block),
+                2 => correlate_strips::<2>(xpad, offsets, wb, &start, s0 * LANES, d, dst, plane, block),
+                _ => correlate_strips::<3>(xpad, offsets, wb, &start, s0 * LANES, d, dst, plane, block),
             }
         }
     }
@@ -247,12 +263,12 @@ pub(crate) fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, shape: &C
     let ConvShape { window, c_out, .. } = *shape;
     let g = Plane::new(&window);
     let (in_size, out_plane) = (g.channels * g.height * g.width, g.out_h * g.out_w);
-    let wb = blocked_weights(w, g.channels * g.k * g.k, c_out);
+    let corr = Correlation::new(g, w, c_out);
     let xpad_len = g.channels * g.padded_len();
     y.par_chunks_mut(c_out * out_plane).enumerate().for_each(|(n, y_n)| {
         with_thread_buffer(&SCRATCH, xpad_len, |xpad| {
             g.pad(&x[n * in_size..(n + 1) * in_size], xpad);
-            correlate(xpad, &g, &wb, bias, c_out, y_n);
+            correlate(xpad, &corr, bias, y_n);
         })
     });
 }
@@ -286,10 +302,10 @@ pub(crate) fn conv_backward(x: &[f32], w: &[f32], dy: &[f32], shape: &ConvShape,
             }
         }
     }
-    let wt = blocked_weights(&wt, c_out * kk, g.channels);
+    let back_corr = Correlation::new(back, &wt, g.channels);
     let (want_dw, want_dx) = (dw.is_some(), dx.is_some());
     let group = images_per_group(&g);
-    let layout = GradientLayout::new(taps, c_out);
+    let layout = GradientLayout::new(&g, c_out);
     // Scratch of one task, each part only when its gradient is asked for: for dw a group's
     // padded inputs and transposed dy, and the sums (over the task's images, added to dw at
     // the end; the first group stores them, so they need no zeroing); for dx one image's
@@ -343,9 +359,9 @@ pub(crate) fn conv_backward(x: &[f32], w: &[f32], dy: &[f32], shape: &ConvShape,
                     {
                         back.pad(dy_n, dypad);
                         if store_dx {
-                            correlate(dypad, &back, &wt, None, g.channels, dx_n);
+                            correlate(dypad, &back_corr, None, dx_n);
                         } else {
-                            correlate(dypad, &back, &wt, None, g.channels, dx_image);
+                            correlate(dypad, &back_corr, None, dx_image);
                             dx_n.iter_mut().zip(&*dx_image).for_each(|(d, &s)| *d += s);
                         }
                     }
@@ -371,29 +387,30 @@ pub(crate) fn conv_backward(x: &[f32], w: &[f32], dy: &[f32], shape: &ConvShape,
 /// How the weight gradient holds output channels: chunks of `vectors` 16-lane vectors (at
 /// most 4, 64 channels), and taps in groups of `group_taps`, so that a group's accumulators
 /// (`group_taps * vectors`, 24 or 12) and their tap offsets fit the registers.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct GradientLayout {
     vectors: usize,
     chunks: usize,
     group_taps: usize,
     /// Taps rounded up to whole groups (the extra taps read real inputs; their sums are dropped).
     padded_taps: usize,
+    /// Where each of the padded taps reads the padded input planes (see [`Plane::tap_offsets`];
+    /// the padding taps read the first input of each position).
+    offsets: Vec<usize>,
 }
 
 impl GradientLayout {
-    fn new(taps: usize, c_out: usize) -> Self {
+    fn new(g: &Plane, c_out: usize) -> Self {
         let vectors = c_out.div_ceil(LANES).min(4);
         let group_taps = match vectors {
             1 | 2 => 12,
             3 => 8,
             _ => 6,
         };
-        GradientLayout {
-            vectors,
-            chunks: c_out.div_ceil(vectors * LANES),
-            group_taps,
-            padded_taps: taps.next_multiple_of(group_taps),
-        }
+        let mut offsets = g.tap_offsets();
+        let padded_taps = offsets.len().next_multiple_of(group_taps);
+        offsets.resize(padded_taps, 0);
+        GradientLayout { vectors, chunks: c_out.div_ceil(vectors * LANES), group_taps, padded_taps, offsets }
     }
 
     /// Output channels of one chunk.
@@ -516,9 +533,6 @@ unsafe fn weight_gradient_avx512(batch: &GradientImages, sums: &mut [f32], mut r
     let (plane, image_len) = (g.out_h * g.out_w, g.channels * g.padded_len());
     let taps = g.channels * g.k * g.k;
     let width = layout.width();
-    let mut offsets = g.tap_offsets();
-    // The padding taps read the first input of each position; their sums are not used.
-    offsets.resize(layout.padded_taps, 0);
     assert!(dy.len() >= images * layout.dy_len(plane) && xpad.len() >= images * image_len);
     assert!(sums.len() >= layout.sums_len());
     // Every image's rows in parts of at most one block, then consecutive parts gathered into
@@ -555,7 +569,7 @@ unsafe fn weight_gradient_avx512(batch: &GradientImages, sums: &mut [f32], mut r
         let geometry = (g.out_w, g.wp);
         for (i, b) in blocks.iter().enumerate() {
             let (segments, store) = (&segments[b.clone()], first_group && i == 0);
-            let groups = offsets.chunks_exact(layout.group_taps).zip(sums.chunks_exact_mut(layout.group_taps * width));
+            let groups = layout.offsets.chunks_exact(layout.group_taps).zip(sums.chunks_exact_mut(layout.group_taps * width));
             for (group, sums) in groups {
                 match layout.vectors {
                     1 => gradient_taps::<12, 1>(segments, group, geometry, store, sums),
