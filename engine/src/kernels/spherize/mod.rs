@@ -317,6 +317,9 @@ fn forward_tile<const MIXED: bool, const SAVE: bool>(zt: &[Lane], c: &Consts, st
 /// dL/dz_j = dL/dphi_j phi'_j alpha and dL/dalpha = sum_j dL/dphi_j phi'_j z_j with
 /// phi'_j = span sig (1 - sig). Finally r scales every s_k, so
 /// dL/dr = sum_k g_k s_k / r = T_0 / P_1 = U_0: the recursion's last value, no division.
+// Not inlined: inlined into `backward_group`'s loop (which the compiler did or did not do
+// depending on how the crate was split into codegen units) it ran 1.7x slower.
+#[inline(never)]
 fn backward_tile(zt: &mut [Lane], gt: &[Lane], keep: &[Lane], c: &Consts) -> ([f64; LANES], [f64; LANES]) {
     let n = zt.len();
     let (sin, rest) = keep.split_at(n);
