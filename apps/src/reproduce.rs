@@ -668,7 +668,8 @@ mod tests {
         let rows = rows("table2");
         let runs = plan(&rows, Budget::Cpu, 1, Path::new("unused"));
         // Row 1 costs least, row 0 most; within a row the spherized run is the cheaper one.
-        let estimates: Vec<f64> = runs.iter().map(|r| [9.0, 1.0, 5.0][r.row.min(2)] - r.spherized as u8 as f64 * 0.5).collect();
+        let estimates: Vec<f64> =
+            runs.iter().map(|r| [9.0, 1.0, 5.0][r.row.min(2)] - r.spherized as u8 as f64 * 0.5).collect();
         let (ordered, secs) = cheapest_rows_first(runs, estimates);
         let order: Vec<(usize, bool)> = ordered.iter().map(|r| (r.row, r.spherized)).collect();
         assert_eq!(&order[..4], &[(1, false), (1, true), (2, false), (2, true)]);

@@ -569,7 +569,8 @@ unsafe fn weight_gradient_avx512(batch: &GradientImages, sums: &mut [f32], mut r
         let geometry = (g.out_w, g.wp);
         for (i, b) in blocks.iter().enumerate() {
             let (segments, store) = (&segments[b.clone()], first_group && i == 0);
-            let groups = layout.offsets.chunks_exact(layout.group_taps).zip(sums.chunks_exact_mut(layout.group_taps * width));
+            let groups =
+                layout.offsets.chunks_exact(layout.group_taps).zip(sums.chunks_exact_mut(layout.group_taps * width));
             for (group, sums) in groups {
                 match layout.vectors {
                     1 => gradient_taps::<12, 1>(segments, group, geometry, store, sums),
@@ -619,15 +620,16 @@ unsafe fn gradient_taps<const T: usize, const V: usize>(
 ) {
     let sums = sums.as_mut_ptr();
     let offsets: [usize; T] = std::array::from_fn(|t| offsets[t]);
-    let mut acc: [[__m512; V]; T] = std::array::from_fn(|t| {
-        std::array::from_fn(|v| {
-            if store {
-                _mm512_setzero_ps()
-            } else {
-                _mm512_loadu_ps(sums.add((t * V + v) * LANES))
-            }
-        })
-    });
+    let mut acc: [[__m512; V]; T] =
+        std::array::from_fn(|t| {
+            std::array::from_fn(|v| {
+                if store {
+                    _mm512_setzero_ps()
+                } else {
+                    _mm512_loadu_ps(sums.add((t * V + v) * LANES))
+                }
+            })
+        });
     for seg in segments {
         let mut d = seg.dy;
         for oy in seg.rows.clone() {
@@ -718,9 +720,18 @@ mod probe_tmp {
             };
             let mut dx = vec![0.0; x.len()];
             let mut dw = vec![0.0; w.len()];
-            let tdw = time(&mut || conv_backward(&x, &w, &dy, &shape, ConvGrads { dx: None, store_dx: false, dw: Some(&mut dw) }));
-            let tb = time(&mut || conv_backward(&x, &w, &dy, &shape, ConvGrads { dx: Some(&mut dx), store_dx: true, dw: Some(&mut dw) }));
-            eprintln!("{c}->{co} {hw}x{hw}: dw {:.2} ms {:.0} GF/s, dx+dw {:.2} ms", tdw * 1e3, flops / tdw / 1e9, tb * 1e3);
+            let tdw = time(&mut || {
+                conv_backward(&x, &w, &dy, &shape, ConvGrads { dx: None, store_dx: false, dw: Some(&mut dw) })
+            });
+            let tb = time(&mut || {
+                conv_backward(&x, &w, &dy, &shape, ConvGrads { dx: Some(&mut dx), store_dx: true, dw: Some(&mut dw) })
+            });
+            eprintln!(
+                "{c}->{co} {hw}x{hw}: dw {:.2} ms {:.0} GF/s, dx+dw {:.2} ms",
+                tdw * 1e3,
+                flops / tdw / 1e9,
+                tb * 1e3
+            );
         }
     }
 }
