@@ -392,10 +392,9 @@ struct GradientLayout {
     vectors: usize,
     chunks: usize,
     group_taps: usize,
-    /// Taps rounded up to whole groups (the extra taps read real inputs; their sums are dropped).
-    padded_taps: usize,
-    /// Where each of the padded taps reads the padded input planes (see [`Plane::tap_offsets`];
-    /// the padding taps read the first input of each position).
+    /// Where each tap reads the padded input planes (see [`Plane::tap_offsets`]), the taps
+    /// rounded up to whole groups: the extra taps read the first input of each position, and
+    /// their sums are dropped.
     offsets: Vec<usize>,
 }
 
@@ -408,9 +407,8 @@ impl GradientLayout {
             _ => 6,
         };
         let mut offsets = g.tap_offsets();
-        let padded_taps = offsets.len().next_multiple_of(group_taps);
-        offsets.resize(padded_taps, 0);
-        GradientLayout { vectors, chunks: c_out.div_ceil(vectors * LANES), group_taps, padded_taps, offsets }
+        offsets.resize(offsets.len().next_multiple_of(group_taps), 0);
+        GradientLayout { vectors, chunks: c_out.div_ceil(vectors * LANES), group_taps, offsets }
     }
 
     /// Output channels of one chunk.
@@ -425,7 +423,7 @@ impl GradientLayout {
 
     /// Floats of the sums, [chunk][padded tap][width].
     fn sums_len(&self) -> usize {
-        self.chunks * self.padded_taps * self.width()
+        self.chunks * self.offsets.len() * self.width()
     }
 }
 
@@ -556,7 +554,7 @@ unsafe fn weight_gradient_avx512(batch: &GradientImages, sums: &mut [f32], mut r
             }
         }
     }
-    let chunk_len = layout.padded_taps * width;
+    let chunk_len = layout.offsets.len() * width;
     for (chunk, sums) in sums.chunks_exact_mut(chunk_len).enumerate().take(layout.chunks) {
         let segments: Vec<Segment> = parts
             .iter()
