@@ -44,6 +44,10 @@ pub struct ReproduceArgs {
     /// Worker threads.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Train only these rows of table1/table2 (1-based, as TABLE.md lists them, e.g. 4,5), to
+    /// finish a table across sessions; rows finished earlier in the same --out stay in the table.
+    #[arg(long, value_delimiter = ',')]
+    pub rows: Vec<usize>,
 }
 
 /// The tables `sph reproduce` knows.
@@ -261,6 +265,28 @@ fn plan(rows: &[Row], budget: Budget, seeds: usize, out: &Path) -> Vec<Run> {
     runs
 }
 
+/// The runs of the 1-based rows `only` (all of them when `only` is empty), and the others.
+fn select_rows(runs: Vec<Run>, only: &[usize], row_count: usize, table: &str) -> Result<(Vec<Run>, Vec<Run>)> {
+    if let Some(bad) = only.iter().find(|&&r| r == 0 || r > row_count) {
+        bail!("--rows: expected row numbers from 1 to {row_count} of {table}, found {bad}");
+    }
+    Ok(runs.into_iter().partition(|r| only.is_empty() || only.contains(&(r.row + 1))))
+}
+
+/// (train %, test %, seconds) of a run that finished earlier, from its metrics.jsonl (the last
+/// line of each epoch counts), so that rows trained by earlier `--rows` calls stay in the table.
+fn finished_earlier(run: &Run) -> Option<(f64, f64, f64)> {
+    let by_epoch: BTreeMap<usize, run_state::EpochMetrics> =
+        run_state::logged_metrics(&run.dir).into_iter().map(|m| (m.epoch, m)).collect();
+    let epochs = run.settings.epochs;
+    if !(1..=epochs).all(|e| by_epoch.contains_key(&e)) {
+        return None;
+    }
+    let last = &by_epoch[&epochs];
+    let seconds = (1..=epochs).map(|e| by_epoch[&e].seconds).sum();
+    Some((100.0 * last.train_acc, 100.0 * last.test_acc, seconds))
+}
+
 /// The runs ordered by their row's estimated cost (a row's runs stay together, in plan order),
 /// so that a table cut short holds as many finished rows as its time allowed.
 fn cheapest_rows_first(runs: Vec<Run>, estimates: Vec<f64>) -> (Vec<Run>, Vec<f64>) {
@@ -308,17 +334,27 @@ pub fn run_reproduce(args: ReproduceArgs) -> Result<()> {
     let data_dir = args.data.clone().unwrap_or_else(datasets::default_data_dir);
     let out = args.out.join(&args.table).join(budget.name());
     match args.table.as_str() {
-        "table1" | "table2" => retention(&args.table, budget, seeds, &data_dir, &out, args.dry_run),
+        "table1" | "table2" => retention(&args.table, budget, seeds, &args.rows, &data_dir, &out, args.dry_run),
+        _ if !args.rows.is_empty() => bail!("--rows: only table1 and table2 have rows, found it with {}", args.table),
         "dispersion" => dispersion(budget, seeds, &data_dir, &out, args.dry_run),
         _ => figure(&args.table, budget, &data_dir, &out, args.dry_run),
     }
 }
 
 /// Tables 1 and 2: plain and spherized networks side by side.
-fn retention(table: &str, budget: Budget, seeds: usize, data_dir: &Path, out: &Path, dry_run: bool) -> Result<()> {
+fn retention(
+    table: &str,
+    budget: Budget,
+    seeds: usize,
+    only_rows: &[usize],
+    data_dir: &Path,
+    out: &Path,
+    dry_run: bool,
+) -> Result<()> {
     let mut rows = rows(table);
     stand_in(&mut rows, data_dir);
-    let runs = plan(&rows, budget, seeds, out);
+    let (runs, other_rows) = select_rows(plan(&rows, budget, seeds, out), only_rows, rows.len(), table)?;
+    let planned = rows.len() * 2 * seeds;
     // Step rates, measured once per (model, width) with a few steps at the run's batch size.
     let mut rates: BTreeMap<String, f64> = BTreeMap::new();
     let mut estimates = Vec::with_capacity(runs.len());
@@ -361,7 +397,11 @@ fn retention(table: &str, budget: Budget, seeds: usize, data_dir: &Path, out: &P
     std::fs::create_dir_all(out)?;
     write_plan(&runs, &rows, data_dir, out)?;
     let started = Instant::now();
-    let (mut left, mut results) = (total, Vec::new());
+    let mut results: Vec<_> = other_rows
+        .iter()
+        .filter_map(|run| finished_earlier(run).map(|(train, test, secs)| (run, train, test, secs)))
+        .collect();
+    let mut left = total;
     for (i, (run, guess)) in runs.iter().zip(&estimates).enumerate() {
         let s = &run.settings;
         println!(
@@ -380,9 +420,9 @@ fn retention(table: &str, budget: Budget, seeds: usize, data_dir: &Path, out: &P
         let seconds = history.iter().map(|m| m.seconds).sum();
         results.push((run, 100.0 * last.train_acc, 100.0 * last.test_acc, seconds));
         // Rewritten after every run, so that a table cut short shows what has finished.
-        write_tables(table, budget, &rows, &results, runs.len(), out)?;
+        write_tables(table, budget, &rows, &results, planned, out)?;
     }
-    let md = write_tables(table, budget, &rows, &results, runs.len(), out)?;
+    let md = write_tables(table, budget, &rows, &results, planned, out)?;
     println!("\n{md}\nwrote {0}/{table}.md and {0}/{table}.csv", out.display());
     Ok(())
 }
@@ -664,6 +704,28 @@ mod tests {
     }
 
     #[test]
+    fn rows_can_be_run_alone() {
+        let rows = rows("table2");
+        let all = || plan(&rows, Budget::Cpu, 1, Path::new("unused"));
+        let (picked, others) = select_rows(all(), &[4, 5], rows.len(), "table2").unwrap();
+        assert_eq!(others.len(), (rows.len() - 2) * 2);
+        let labels: Vec<&str> = picked.iter().map(|r| rows[r.row].label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "VGG-11 128/256/512/1024",
+                "VGG-11 128/256/512/1024",
+                "VGG-11 256/512/1024/1024",
+                "VGG-11 256/512/1024/1024"
+            ]
+        );
+        assert_eq!(select_rows(all(), &[], rows.len(), "table2").unwrap().0.len(), rows.len() * 2);
+        let err = select_rows(all(), &[8], rows.len(), "table2").err().map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("--rows: expected row numbers from 1 to 7 of table2, found 8"));
+        assert!(select_rows(all(), &[0], rows.len(), "table2").is_err());
+    }
+
+    #[test]
     fn the_cheapest_rows_run_first_with_their_runs_together() {
         let rows = rows("table2");
         let runs = plan(&rows, Budget::Cpu, 1, Path::new("unused"));
@@ -675,6 +737,25 @@ mod tests {
         assert_eq!(&order[..4], &[(1, false), (1, true), (2, false), (2, true)]);
         assert_eq!(*order.last().unwrap(), (0, true));
         assert_eq!(secs[0], 1.0, "estimates move with their runs");
+    }
+
+    #[test]
+    fn runs_finished_by_an_earlier_call_are_read_back_once_per_epoch() {
+        let out = std::env::temp_dir().join(format!("sph-earlier-rows-{}", std::process::id()));
+        let rows = rows("table1");
+        let run = plan(&rows, Budget::Smoke, 1, &out).remove(0);
+        assert_eq!(run.settings.epochs, 1, "the smoke budget trains one epoch");
+        std::fs::create_dir_all(&run.dir).unwrap();
+        let line = |acc: f64, secs: f64| {
+            format!(
+                "{{\"epoch\":1,\"train_loss\":1.0,\"train_acc\":{acc},\"test_loss\":1.0,\"test_acc\":{acc},\"lr\":0.1,\"sphere\":[],\"seconds\":{secs}}}\n"
+            )
+        };
+        assert_eq!(finished_earlier(&run), None, "nothing logged yet");
+        // An epoch logged twice (a run resumed before its epoch was recorded) counts once, the last line.
+        std::fs::write(run.dir.join("metrics.jsonl"), line(0.5, 7.0) + &line(0.75, 9.0)).unwrap();
+        assert_eq!(finished_earlier(&run), Some((75.0, 75.0, 9.0)));
+        std::fs::remove_dir_all(&out).unwrap();
     }
 
     #[test]
