@@ -16,7 +16,7 @@ if ! command -v qemu-x86_64 >/dev/null; then
 fi
 TARGET=target/x86-64-v3
 binaries=$(RUSTFLAGS="-C target-cpu=x86-64-v3" CARGO_TARGET_DIR="$TARGET" \
-    cargo test --release -p engine --no-run --message-format=json 2>/dev/null |
+    cargo test --release -p engine --no-run --message-format=json |
     python3 -c '
 import json, sys
 for line in sys.stdin:
