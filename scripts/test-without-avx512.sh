@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The engine's and the models' tests on a CPU without AVX-512, emulated by qemu-user (its x86 emulator has
-# AVX2 but no AVX-512), so that a kernel or test reaching AVX-512 code without checking the
-# CPU fails here with SIGILL instead of on the next AVX2-only machine. The tests are built
+# The engine's and the models' tests on a CPU without AVX-512, emulated by qemu-user (its x86
+# emulator has AVX2 but no AVX-512), so that a kernel or test reaching AVX-512 code without
+# checking the CPU fails here with SIGILL instead of on the next AVX2-only machine. The tests are built
 # for x86-64-v3 (AVX2/FMA) into their own target directory: `target-cpu=native` on an
 # AVX-512 host would let the compiler use AVX-512 everywhere.
 set -euo pipefail
